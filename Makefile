@@ -1,0 +1,49 @@
+# optnb: two commands do all the set-up on a fresh machine with Python 3.11.
+#   make reproduce   venv + install + every notebook headless (profile auto) + the report in results/
+#   make test        venv + install + the whole test suite (unit, notebooks, distributed, browser)
+#   make lab         JupyterLab on notebooks/
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.optnb-installed
+PROFILE ?= auto
+JOBS   ?= 1
+
+# Keep Jupyter, IPython and matplotlib from reading or writing the home directory.
+HERMETIC := JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter/config JUPYTER_DATA_DIR=$(CURDIR)/.jupyter/data \
+	JUPYTER_RUNTIME_DIR=$(CURDIR)/.jupyter/runtime IPYTHONDIR=$(CURDIR)/.jupyter/ipython \
+	MPLCONFIGDIR=$(CURDIR)/.jupyter/mpl MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
+
+.PHONY: venv reproduce test test-unit test-notebooks test-browser lint lab bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --no-cache-dir -q -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+reproduce: venv
+	$(HERMETIC) $(BIN)/optnb reproduce --profile $(PROFILE) --jobs $(JOBS)
+
+test: venv lint
+	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke $(BIN)/python -m pytest -m "not gpu and not slow and not browser" \
+		--timeout 900 -q
+	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --timeout 600 -q \
+		notebooks/00_tour.ipynb notebooks/01_*.ipynb notebooks/02_*.ipynb notebooks/03_*.ipynb notebooks/05_*.ipynb
+	$(HERMETIC) $(BIN)/python -m pytest -m browser --timeout 600 -q
+
+lint: venv
+	$(BIN)/ruff check optnb tests benchmarks
+	$(BIN)/nbstripout --verify notebooks/*.ipynb notebooks/_fixtures/*.ipynb
+
+lab: venv
+	$(HERMETIC) $(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: venv
+	$(HERMETIC) $(BIN)/optnb bench --quick
+
+clean:
+	rm -rf results .jupyter .pytest_cache

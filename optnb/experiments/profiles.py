@@ -1,0 +1,345 @@
+"""Parameter resolution for notebooks and the CLI: profiles, validation, the run's ``Config``.
+
+Every notebook has one ``parameters`` cell of UPPER_CASE literals and then calls
+``cfg = optnb.experiments.resolve(globals(), notebook="NN_topic")``. ``resolve`` is the only
+place where values are derived (papermill does not recompute derived values after injecting
+parameters), and the only place that reads the environment overrides used by CI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "quick", "paper")
+PROFILE_CHOICES = (*PROFILES, "auto")
+LIVE_CHOICES = ("auto", "widget", "display", "off")
+DATASET_CHOICES = ("auto", "embedded", "synthetic", "cifar10", "cifar100", "imagenet")
+REAL_DATASETS = ("cifar10", "cifar100", "imagenet")
+
+#: notebook stem -> "module:ATTR" holding that notebook's ``dict[str, Param]`` (imported lazily).
+NOTEBOOK_SPECS: dict[str, str] = {
+    "01_forward_pass_is_gradient_descent": "optnb.theory.params:NB01",
+    "02_momentum_networks": "optnb.theory.params:NB02",
+    "03_activation_cost_functions": "optnb.theory.params:NB03",
+    "04_faster_optimizer_better_network": "optnb.theory.params:NB04",
+    "05_hbnet_agdnet": "optnb.models.params:NB05",
+    "06_train_cifar": "optnb.train.params:NB06",
+    "07_train_imagenet": "optnb.train.params:NB07",
+    "08_nas_search": "optnb.nas.params:NB08",
+    "09_nas_evaluate": "optnb.nas.params:NB09",
+    "90_reproduce_tables": "optnb.experiments.params:NB90",
+}
+
+#: the real dataset ``DATASET="auto"`` means for a notebook outside the smoke profile.
+DEFAULT_REAL_DATASET: dict[str, str] = {"07_train_imagenet": "imagenet"}
+
+_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ParameterError(ValueError):
+    """A notebook or CLI parameter is invalid; the message is one line naming the valid choices."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter specs
+
+
+@dataclass(frozen=True)
+class Param:
+    """How one parameter is validated. Build with ``choice``, ``integer``, ``number``, ..."""
+
+    kind: str
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
+    lo: float | None = None
+    hi: float | None = None
+    help: str = ""
+
+    def valid_choices(self) -> list[Any]:
+        values = self.choices() if callable(self.choices) else self.choices
+        return list(values or ())
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of: " + ", ".join(map(str, self.valid_choices()))
+        if self.kind in ("integer", "number"):
+            noun = "an int" if self.kind == "integer" else "a finite number"
+            lo = "-inf" if self.lo is None else self.lo
+            hi = "inf" if self.hi is None else self.hi
+            return f"{noun} in [{lo}, {hi}]"
+        return {"boolean": "True or False", "text": "a string"}.get(self.kind, self.kind)
+
+    def validate(self, name: str, value: Any) -> Any:
+        def fail(why: str = "") -> ParameterError:
+            extra = f" ({why})" if why else ""
+            return ParameterError(f"{name}={value!r} is not valid{extra}; expected {self.describe()}")
+
+        if self.kind == "choice":
+            if value not in self.valid_choices():
+                raise fail()
+            return value
+        if self.kind == "boolean":
+            if not isinstance(value, bool):
+                hint = "a string is not a bool: pass booleans with -y/YAML" if isinstance(value, str) else ""
+                raise fail(hint)
+            return value
+        if self.kind == "text":
+            if not isinstance(value, str):
+                raise fail(f"got {type(value).__name__}")
+            return value
+        if self.kind in ("integer", "number"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fail(f"got {type(value).__name__}")
+            if self.kind == "integer" and not isinstance(value, int):
+                raise fail("not an integer")
+            if not math.isfinite(value):
+                raise fail("not finite")
+            if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+                raise fail("out of range")
+            return float(value) if self.kind == "number" else value
+        raise ParameterError(f"{name}: unknown parameter kind {self.kind!r}")
+
+
+def choice(*values: Any, help: str = "") -> Param:
+    """One of ``values``; a single callable argument is called lazily (e.g. ``models.names``)."""
+    if len(values) == 1 and callable(values[0]):
+        return Param("choice", choices=values[0], help=help)
+    return Param("choice", choices=tuple(values), help=help)
+
+
+def integer(lo: int | None = None, hi: int | None = None, help: str = "") -> Param:
+    return Param("integer", lo=lo, hi=hi, help=help)
+
+
+def number(lo: float | None = None, hi: float | None = None, help: str = "") -> Param:
+    return Param("number", lo=lo, hi=hi, help=help)
+
+
+def boolean(help: str = "") -> Param:
+    return Param("boolean", help=help)
+
+
+def text(help: str = "") -> Param:
+    return Param("text", help=help)
+
+
+COMMON: dict[str, Param] = {
+    "PROFILE": choice(*PROFILE_CHOICES, help="smoke (CI CPU) | quick (one GPU) | paper | auto"),
+    "SEED": integer(0, 2**31 - 1, help="seed for python, numpy and torch"),
+    "DEVICE": text(help="auto | cpu | cuda | cuda:N"),
+    "DATASET": choice(*DATASET_CHOICES, help="auto picks a real dataset when present"),
+    "LIVE": choice(*LIVE_CHOICES, help="live plots: widget (JupyterLab) | display | off"),
+    "RESULTS_DIR": text(help="'' means the package default (results/)"),
+    "RUN_ID": text(help="'' means notebook stem + hash of the parameters"),
+}
+COMMON_DEFAULTS: dict[str, Any] = {
+    "PROFILE": "auto", "SEED": 0, "DEVICE": "auto", "DATASET": "auto", "LIVE": "auto",
+    "RESULTS_DIR": "", "RUN_ID": "",
+}
+
+
+def notebook_spec(notebook: str) -> dict[str, Param]:
+    """The notebook-specific ``Param`` spec (empty when the notebook declares none)."""
+    target = NOTEBOOK_SPECS.get(notebook)
+    if not target:
+        return {}
+    module_name, attr = target.split(":")
+    module = importlib.import_module(module_name)
+    return dict(getattr(module, attr))
+
+
+def resolve_profile(name: str) -> str:
+    """``auto`` -> ``quick`` with a GPU, else ``smoke``; other names are validated."""
+    COMMON["PROFILE"].validate("PROFILE", name)
+    if name != "auto":
+        return name
+    import torch
+
+    return "quick" if torch.cuda.is_available() else "smoke"
+
+
+# --------------------------------------------------------------------------------------------
+# The resolved configuration
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a notebook run needs, derived once by :func:`resolve`."""
+
+    notebook: str
+    profile: str
+    seed: int
+    device: Any  # torch.device
+    dataset: str
+    dataset_real: bool
+    live: str
+    results_dir: Path
+    run_id: str
+    run_dir: Path
+    params: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # every UPPER name, as given
+    notes: tuple[str, ...] = ()
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("params", "parameters"):
+            raise AttributeError(name)
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"Config has no field or parameter {name!r}")
+
+    def summary(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.params.items())
+        data = self.dataset if self.dataset_real else f"{self.dataset} (not the paper's dataset)"
+        line = (
+            f"cfg: notebook={self.notebook} profile={self.profile} device={self.device} "
+            f"data={data} live={self.live} seed={self.seed} run={self.run_id}"
+        )
+        line = f"{line} | {extra}" if extra else line
+        return line + "".join(f" [{n}]" for n in self.notes)
+
+
+def _headless() -> bool:
+    return os.environ.get("OPTNB_HEADLESS", "").strip().lower() in ("1", "true", "yes")
+
+
+def _live_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if _headless():
+        return "off"
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return "off"
+    # Only "is there a kernel at all"; headless runs are detected through OPTNB_HEADLESS/LIVE.
+    return "widget" if shell is not None and getattr(shell, "kernel", None) is not None else "off"
+
+
+def _dataset(requested: str, notebook: str, profile: str) -> tuple[str, list[str]]:
+    from optnb import data  # lazy: data imports torch/torchvision
+
+    notes: list[str] = []
+    if requested == "auto":
+        if profile == "smoke":
+            return "embedded", ["smoke profile: embedded data"]
+        real = DEFAULT_REAL_DATASET.get(notebook, "cifar10")
+        if data.available(real):
+            return real, notes
+        notes.append(f"{real} not found under {data_root()}: using the EMBEDDED dataset")
+        return "embedded", notes
+    if requested in REAL_DATASETS and not data.available(requested):
+        raise ParameterError(
+            f"DATASET={requested!r} was asked for but is not under {data_root()}; put it there "
+            f"(see README) or use DATASET='embedded' (valid: {', '.join(DATASET_CHOICES)})"
+        )
+    return requested, notes
+
+
+def data_root() -> Path:
+    from optnb.paths import data_dir
+
+    return data_dir()
+
+
+def collect_parameters(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> dict[str, Any]:
+    """The UPPER_CASE parameters a notebook declared, with defaults for the common ones."""
+    values = {k: v for k, v in COMMON_DEFAULTS.items()}
+    for name in (*COMMON, *spec):
+        if name in namespace:
+            values[name] = namespace[name]
+        elif name in spec:
+            raise ParameterError(
+                f"parameter {name} is missing from the notebook's parameters cell "
+                f"(expected {spec[name].describe()})"
+            )
+    return values
+
+
+def validate(values: Mapping[str, Any], spec: Mapping[str, Param]) -> dict[str, Any]:
+    """Validate ``values`` against the common spec plus ``spec``; unknown names are an error."""
+    allowed = {**COMMON, **spec}
+    out = {}
+    for name, value in values.items():
+        if name not in allowed:
+            raise ParameterError(
+                f"unknown parameter {name}; valid parameters: {', '.join(sorted(allowed))}"
+            )
+        out[name] = allowed[name].validate(name, value)
+    return out
+
+
+def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) -> Config:
+    """Validate a notebook's parameters, apply profile and environment, seed, register the run.
+
+    ``namespace`` is normally ``globals()`` of the notebook. Environment overrides (CI): ``OPTNB_PROFILE``,
+    ``OPTNB_DEVICE``, ``OPTNB_LIVE`` and ``OPTNB_HEADLESS=1`` (``LIVE="auto"`` becomes ``off``).
+    """
+    from optnb.experiments import results
+    from optnb.paths import results_dir as default_results_dir
+    from optnb.seed import resolve_device, seed_everything
+
+    spec = notebook_spec(notebook)
+    values = collect_parameters(namespace, spec)
+    notes: list[str] = []
+    for name, env in (("PROFILE", "OPTNB_PROFILE"), ("DEVICE", "OPTNB_DEVICE"), ("LIVE", "OPTNB_LIVE")):
+        if os.environ.get(env):
+            values[name] = os.environ[env]
+            notes.append(f"{name} from ${env}")
+    values = validate(values, spec)
+
+    profile = resolve_profile(values["PROFILE"])
+    if values["PROFILE"] == "auto":
+        notes.append(f"profile auto -> {profile}")
+    try:
+        device = resolve_device(values["DEVICE"])
+    except ValueError as err:
+        raise ParameterError(f"DEVICE: {err}") from None
+    dataset, data_notes = _dataset(values["DATASET"], notebook, profile)
+    notes.extend(data_notes)
+    if values["RUN_ID"] and not _RUN_ID.match(values["RUN_ID"]):
+        raise ParameterError(f"RUN_ID={values['RUN_ID']!r} may only hold letters, digits, '_', '-', '.'")
+    run_id = values["RUN_ID"] or results.run_id_for(notebook, values)
+    base = default_results_dir(values["RESULTS_DIR"] or None)
+
+    seed_everything(values["SEED"])
+    if profile == "smoke":
+        import torch
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+    from optnb.paths import run_dir as make_run_dir
+
+    cfg = Config(
+        notebook=notebook,
+        profile=profile,
+        seed=values["SEED"],
+        device=device,
+        dataset=dataset,
+        dataset_real=dataset in REAL_DATASETS,
+        live=_live_mode(values["LIVE"]),
+        results_dir=base,
+        run_id=run_id,
+        run_dir=make_run_dir(run_id, base),
+        params={k.lower(): v for k, v in values.items() if k in spec},
+        parameters=values,
+        notes=tuple(notes),
+    )
+    results.start_run(cfg)
+    if not quiet:
+        print(cfg.summary())
+    return cfg
