@@ -13,7 +13,7 @@ JOBS   ?= 1
 # Keep Jupyter, IPython and matplotlib from reading or writing the home directory.
 HERMETIC := JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter/config JUPYTER_DATA_DIR=$(CURDIR)/.jupyter/data \
 	JUPYTER_RUNTIME_DIR=$(CURDIR)/.jupyter/runtime IPYTHONDIR=$(CURDIR)/.jupyter/ipython \
-	MPLCONFIGDIR=$(CURDIR)/.jupyter/mpl MPLBACKEND=Agg PYTHONDONTWRITEBYTECODE=1
+	MPLCONFIGDIR=$(CURDIR)/.jupyter/mpl PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: venv reproduce test test-unit test-notebooks test-browser lint lab bench clean
 

@@ -1,0 +1,123 @@
+"""The ``optnb`` command: list, info, run, delegation, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+from conftest import FIXTURE_NOTEBOOKS, REPO
+
+from optnb import cli
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("optnb: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["run", "00_tour", "--profile", "bogus"],
+         ["argument --profile: invalid choice: 'bogus'", "smoke", "quick", "paper", "auto"]),
+        (["run", "99_nope"], ["unknown notebook '99_nope'; valid:", "00_tour"]),
+        (["run", "00_tour", "-p", "SEED=abc"], ["parameter SEED expects an int (default 0), got 'abc'"]),
+        (["run", "00_tour", "-p", "PROFILE=fast"],
+         ["PROFILE='fast' is not valid; expected one of: smoke, quick, paper, auto"]),
+        (["run", "00_tour", "-p", "NOPE=1"], ["unknown parameter NOPE", "PROFILE, SEED"]),
+        (["run", "00_tour", "-p", "SEED"], ["-p expects NAME=VALUE, got 'SEED'"]),
+        (["run", "00_tour", "-y", "SEED: true"], ["parameter SEED expects int", "got bool True"]),
+        (["run", "00_tour", "-y", "[1, 2]"], ["-y must be a YAML mapping"]),
+        (["frobnicate"], ["argument COMMAND: invalid choice: 'frobnicate'"]),
+        ([], ["a command is required: list, info, run"]),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(capsys, tmp_results, argv, fragments):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, *fragments)
+    assert not (tmp_results / "runs").exists()  # nothing was executed
+
+
+def test_coerce_types_values_by_the_notebook_default():
+    assert cli.coerce("AUGMENT", "false", True) is False
+    assert cli.coerce("AUGMENT", "True", False) is True
+    assert cli.coerce("SEED", "3", 0) == 3
+    assert cli.coerce("BETA", "1", 0.9) == 1.0 and isinstance(cli.coerce("BETA", "1", 0.9), float)
+    assert cli.coerce("MODEL", "123", "hbnet56") == "123"  # strings stay strings
+    assert cli.coerce("ANY", "[1, 2]", None) == [1, 2]
+    with pytest.raises(cli.CliError, match=r"AUGMENT expects a bool \(true/false\)"):
+        cli.coerce("AUGMENT", "maybe", True)
+
+
+def test_list_shows_notebooks_parameters_and_valid_choices(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    assert "00_tour  (00_tour.ipynb)" in out
+    assert "PROFILE" in out and "one of: smoke, quick, paper, auto" in out
+    code, out, _ = run_cli(capsys, "list", "--json")
+    listing = json.loads(out)
+    assert listing["00_tour"]["parameters"]["SEED"] == {"default": 0, "type": "int"}
+
+
+def test_info_reports_versions_device_and_datasets(capsys):
+    code, out, _ = run_cli(capsys, "info", "--json")
+    assert code == 0
+    info = json.loads(out)
+    import torch
+
+    assert info["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert info["device"]["cuda_available"] == torch.cuda.is_available()
+    assert info["datasets"]["embedded"] is True and info["datasets"]["synthetic"] is True
+    code, out, _ = run_cli(capsys, "info")
+    assert code == 0 and "datasets    found:" in out and "device      default=" in out
+
+
+def test_delegation_passes_argv_and_returns_the_exit_code(capsys, monkeypatch):
+    seen = []
+    fake = types.ModuleType("fake_delegate")
+    fake.main = lambda argv: seen.append(argv) or 5
+    monkeypatch.setitem(sys.modules, "fake_delegate", fake)
+    monkeypatch.setitem(cli.DELEGATES, "train", ("fake_delegate", False))
+    monkeypatch.setitem(cli.DELEGATES, "search", ("fake_delegate", True))
+    assert cli.main(["train", "--model", "hbnet56"]) == 5
+    assert cli.main(["search", "--space", "hb"]) == 5
+    assert seen == [["--model", "hbnet56"], ["search", "--space", "hb"]]
+
+
+def test_delegation_to_a_missing_module_is_one_line_and_exit_2(capsys, monkeypatch):
+    monkeypatch.setitem(cli.DELEGATES, "bench", ("optnb.no_such_module", False))
+    code, _, err = run_cli(capsys, "bench", "--suite", "nas")
+    assert code == 2
+    assert err.strip() == "optnb bench: not available in this checkout (optnb.no_such_module is missing)"
+
+
+@pytest.mark.notebooks
+@pytest.mark.timeout(120)
+def test_run_executes_a_notebook_and_a_failure_exits_1(capsys, tmp_results):
+    code, out, _ = run_cli(capsys, "run", str(FIXTURE_NOTEBOOKS / "ok.ipynb"), "-p", "X=3", "-q")
+    assert code == 0
+    output = tmp_results / "runs" / out.strip().split("/runs/")[1]
+    assert output.is_file() and output.name == "ok.ipynb"
+    code, _, err = run_cli(capsys, "run", str(FIXTURE_NOTEBOOKS / "raises.ipynb"), "-q")
+    assert code == 1
+    assert "raised ValueError: fixture failure with X=1" in err
+    assert "--- failing cell ---" in err
+
+
+def test_python_dash_m_optnb_works():
+    proc = subprocess.run([sys.executable, "-m", "optnb", "run", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "-p NAME=VALUE" in proc.stdout
