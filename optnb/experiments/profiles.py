@@ -250,6 +250,13 @@ def _dataset(requested: str, notebook: str, profile: str) -> tuple[str, list[str
     return requested, notes
 
 
+def _smoke_threads() -> int:
+    raw = os.environ.get("OPTNB_THREADS", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ParameterError(f"OPTNB_THREADS={raw!r} is not valid; expected a positive int")
+    return int(raw)
+
+
 def data_root() -> Path:
     from optnb.paths import data_dir
 
@@ -320,7 +327,9 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) ->
     if profile == "smoke":
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # One thread by default: on small shared CPUs, oversubscribed OpenMP threads spin and made
+        # smoke steps up to ~7x slower than a single thread; OPTNB_THREADS overrides.
+        torch.set_num_threads(_smoke_threads())
 
     from optnb.paths import run_dir as make_run_dir
 

@@ -1,0 +1,215 @@
+"""One Table 1 / Table 2 row: data + model + recipe + profile budget -> ``fit`` -> results.
+
+Used by notebooks 06/07 and by ``optnb train``, so both train a row the same way:
+
+* the recipe is the paper's (``recipes.for_model``), shortened by the profile's ``Budget``;
+* CIFAR-type data (embedded, synthetic, CIFAR, small ImageFolder trees) lives on the device in a
+  ``GpuLoader``; real ImageNet streams through ``FolderLoader``;
+* dropout (0.2 without augmentation, DenseNet's recipe) is passed to the DenseNet-family models,
+  which are the ones that have a dropout option; ResNet/HBNet have none (the paper is silent);
+* rank/world size come from the process group (``torchrun``), rank 0 writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optnb import data
+from optnb.train import distributed, recipes
+from optnb.train.callbacks import Callback, JsonlLogger
+from optnb.train.engine import FitOptions, FitResult, fit
+from optnb.train.params import IMAGENET_MODELS
+from optnb.train.recipes import Budget, Recipe
+
+DROPOUT_FAMILIES = ("densenet", "agdnet")
+METRICS_NAME = "metrics.jsonl"
+
+
+def is_imagenet_model(model: str) -> bool:
+    """Whether ``model`` is a Table 2 (ImageNet-type) model, by the registry's ``kind``."""
+    try:
+        from optnb.models import registry
+    except ImportError:
+        return model.lower() in IMAGENET_MODELS
+    try:
+        return registry.spec(model).kind == "imagenet"
+    except KeyError:
+        return model.lower() in IMAGENET_MODELS
+
+
+@dataclass
+class RowPlan:
+    """Everything that decides a run, resolved before anything is built."""
+
+    model: str
+    dataset: str
+    augment: bool
+    profile: str
+    seed: int
+    recipe: Recipe
+    budget: Budget
+    epochs: int
+    batch_size: int
+    resolution: int
+    model_options: dict[str, Any] = field(default_factory=dict)
+    trained_model: str = ""  # what is actually built: ``model``, or its tiny smoke stand-in
+
+    def __post_init__(self) -> None:
+        self.trained_model = self.trained_model or self.model
+
+    def meta(self) -> dict[str, Any]:
+        """The identity a checkpoint must match to be resumed."""
+        return {"model": self.model, "trained_model": self.trained_model,
+                "dataset": self.dataset, "augment": self.augment, "profile": self.profile,
+                "seed": self.seed, "batch_size": self.batch_size, "resolution": self.resolution,
+                "recipe": self.recipe.name,
+                "model_options": {k: v for k, v in sorted(self.model_options.items())}}
+
+
+@dataclass
+class RowResult:
+    plan: RowPlan
+    fit: FitResult
+    device: str
+
+    def results(self) -> dict[str, tuple[Any, str | None]]:
+        """Named results for ``optnb.experiments.record``: ``{name: (value, unit)}``."""
+        last = self.fit.final
+        out: dict[str, tuple[Any, str | None]] = {
+            "test_error": (last.get("test_error"), "%"),
+            "params": (self.fit.params, None),
+            "epochs": (self.fit.epochs_run, None),
+            "epochs_planned": (self.fit.epochs_planned, None),
+            "train_time_s": (round(self.fit.train_time_s, 3), "s"),
+            "images_per_s": (last.get("images_per_s"), "img/s"),
+            "test_samples": (last.get("test_samples"), None),
+            "recipe": (self.plan.recipe.name, None),
+            "batch_size": (self.plan.batch_size, None),
+        }
+        if self.plan.trained_model != self.plan.model:
+            out["trained_model"] = (self.plan.trained_model, None)
+            out["params_named_model"] = (named_params(self.plan), None)
+        if is_imagenet_model(self.plan.model):
+            out["top1_error"] = (last.get("test_error"), "%")
+            out["top5_error"] = (last.get("top5_error"), "%")
+            out["resolution"] = (self.plan.resolution, "px")
+        return out
+
+
+def plan_row(model: str, dataset: str, augment: bool = True, profile: str = "smoke",
+             seed: int = 0, epochs: int | None = None, batch_size: int | None = None,
+             recipe: Recipe | str | None = None,
+             model_options: Mapping[str, Any] | None = None) -> RowPlan:
+    """Resolve recipe, budget, epochs, batch size and resolution for one row."""
+    if isinstance(recipe, str):
+        recipe = recipes.get(recipe)
+    base = recipe or recipes.for_model(model, "imagenet" if is_imagenet_model(model) else dataset)
+    bud = recipes.budget(profile, base)
+    options = dict(model_options or {})
+    if model.lower().startswith(DROPOUT_FAMILIES) and not is_imagenet_model(model):
+        options.setdefault("dropout", base.dropout(augment))
+    # ImageNet models on ImageNet use the recipe's (or the profile's) crop; everything else
+    # trains at the 32x32 of CIFAR and the embedded/synthetic stand-ins.
+    imagenet_run = dataset == "imagenet" and is_imagenet_model(model)
+    resolution = (bud.resolution or base.resolution) if imagenet_run else 32
+    batch = batch_size or bud.batch_size or base.batch_size
+    if batch != base.batch_size:  # linear scaling rule (Goyal et al.) for a changed batch
+        base = base.replace(lr=base.lr * batch / base.batch_size, batch_size=batch)
+    return RowPlan(model=model, dataset=dataset, augment=augment, profile=profile, seed=seed,
+                   recipe=base, budget=bud, epochs=epochs or bud.epochs_for(base),
+                   batch_size=batch,
+                   resolution=resolution, model_options=options,
+                   trained_model=tiny_model(model) if bud.tiny_model else model)
+
+
+def tiny_model(model: str) -> str:
+    """The shallowest registered CIFAR model of ``model``'s family (smoke runs): resnet8/hbnet8
+    (n = 1) or densenet10/agdnet10 (2 layers per block); ImageNet models are kept."""
+    if is_imagenet_model(model):
+        return model
+    from optnb.models import registry
+
+    family = registry.spec(model).family
+    return f"{family}{8 if family in ('resnet', 'hbnet') else 10}"
+
+
+def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = None,
+                 num_workers: int = 4) -> tuple[Any, Any]:
+    """Train and test loaders for ``plan``, sharded over the process group's ranks.
+
+    ``plan.batch_size`` is the *global* batch (the recipe's): each of N ranks takes 1/N of it.
+    """
+    info = distributed.current()
+    if plan.batch_size % info.world_size:
+        raise ValueError(f"batch size {plan.batch_size} is not divisible by the "
+                         f"{info.world_size} processes; choose a multiple of {info.world_size}")
+    per_rank = plan.batch_size // info.world_size
+    shard = {"rank": info.rank, "world_size": info.world_size,
+             "channels_last": device.type == "cuda"}
+    mean, std = data.MEAN[plan.dataset], data.STD[plan.dataset]
+    if plan.dataset == "imagenet":  # streamed: never decode a whole ImageNet into memory
+        root = Path(root) if root is not None else data.default_root("imagenet")
+        common = dict(root=root, batch_size=per_rank, device=device, mean=mean, std=std,
+                      resolution=plan.resolution, seed=plan.seed, num_workers=num_workers, **shard)
+        return data.FolderLoader(train=True, **common), data.FolderLoader(train=False, **common)
+    size = plan.resolution
+    x, y = data.load(plan.dataset, root, train=True, image_size=size, seed=plan.seed)
+    xt, yt = data.load(plan.dataset, root, train=False, image_size=size, seed=plan.seed)
+    if plan.budget.eval_samples is not None:
+        xt, yt = xt[: plan.budget.eval_samples], yt[: plan.budget.eval_samples]
+    train = data.GpuLoader(x, y, per_rank, device, augment=plan.augment, seed=plan.seed,
+                           mean=mean, std=std, padding=max(1, size // 8), **shard)
+    test = data.GpuLoader(xt, yt, max(per_rank, 128), device, augment=False,
+                          shuffle=False, drop_last=False, mean=mean, std=std, **shard)
+    return train, test
+
+
+def named_params(plan: RowPlan) -> int:
+    """Parameters of the named model (not its smoke stand-in), counted on the ``meta`` device."""
+    from optnb import models
+
+    with torch.device("meta"):
+        net = models.build(plan.model, num_classes=data.NUM_CLASSES[plan.dataset],
+                           **plan.model_options)
+    return sum(p.numel() for p in net.parameters())
+
+
+def build_model(plan: RowPlan) -> torch.nn.Module:
+    from optnb import models
+
+    return models.build(plan.trained_model, num_classes=data.NUM_CLASSES[plan.dataset],
+                        **plan.model_options)
+
+
+def train_row(plan: RowPlan, device: torch.device | str = "cpu", run_dir: str | Path | None = None,
+              callbacks: Sequence[Callback] = (), resume: bool = True,
+              compile: bool | str = False, data_root: str | Path | None = None,
+              model: torch.nn.Module | None = None, stop_after: int | None = None,
+              log_every: int | None = None, num_workers: int = 4) -> RowResult:
+    """Train one row; metrics go to ``<run_dir>/metrics.jsonl``, the checkpoint next to it.
+
+    ``resume=True`` (the notebook default) continues a checkpoint of the same row in ``run_dir``;
+    a finished one is only evaluated again.
+    """
+    from optnb.seed import seed_everything
+
+    device = torch.device(device)
+    seed_everything(plan.seed)
+    train, test = make_loaders(plan, device, data_root, num_workers=num_workers)
+    net = model if model is not None else build_model(plan)
+    cbs = list(callbacks)
+    if run_dir is not None:
+        cbs.insert(0, JsonlLogger(Path(run_dir) / METRICS_NAME))
+    steps = plan.budget.steps_per_epoch
+    options = FitOptions(
+        epochs=plan.epochs, steps_per_epoch=steps, resume=resume, compile=compile,
+        stop_after=stop_after, eval_samples=plan.budget.eval_samples, meta=plan.meta(),
+        log_every=log_every if log_every is not None else (1 if steps and steps <= 50 else 10))
+    result = fit(net, train, plan.recipe, test=test, device=device, run_dir=run_dir,
+                 callbacks=cbs, options=options)
+    return RowResult(plan, result, str(device))
