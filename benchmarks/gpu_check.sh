@@ -12,7 +12,8 @@
 #    engine against a torchvision DataLoader loop.
 # Writes $OUT/gpu_check.{json,md} and $OUT/bench-*.{json,md}/latest.{json,md}. Installs nothing:
 # it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on PYTHONPATH.
-# Expected wall time on one H100/H200: about 2-4 minutes (most of it the 8 timed epochs).
+# 3. NAS (optnb.nas.gpu_check): batched mixed ops, bf16, FD vs exact HVP, resume, one search epoch.
+# Expected wall time on one H100/H200: about 3-5 minutes (most of it the timed epochs).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,6 +46,9 @@ PY
 
 status=0
 "$PYTHON" benchmarks/gpu_check.py --device cuda --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu_check.log" \
+  || status=$?
+# NAS (issue 5): batched mixed ops, bf16, finite-difference vs exact HVP, resume, one search epoch.
+"$PYTHON" -m optnb.nas.gpu_check --device cuda --out "$OUT" --epoch 2>&1 | tee "$OUT/nas_gpu_check.log" \
   || status=$?
 echo "gpu_check: exit $status; results in $OUT"
 exit "$status"

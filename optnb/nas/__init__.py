@@ -1,0 +1,24 @@
+"""Neural architecture search of paper §9: the DARTS, HB (eq. 15) and AGD (eqs. 20-21) search
+spaces, the bilevel architect (1st/2nd order), genotypes and derive rules, the evaluation
+networks of Tables 4-5, the checkpointed search loop, plots and the ``optnb search`` /
+``optnb evaluate`` commands. Conventions: ``shared/notes/darts_conventions.md``.
+"""
+
+from optnb.nas.architect import Architect, unrolled_grad, unrolled_grad_autograd
+from optnb.nas.derive import RULES, derive, derive_cell
+from optnb.nas.errors import GenotypeError, NasError, UnknownNameError
+from optnb.nas.evaluate import EvalConfig, EvalResult, train_genotype
+from optnb.nas.genotypes import Genotype, count_parameter_free, parse, to_json, to_text
+from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, drop_path
+from optnb.nas.operations import DARTS_PRIMITIVES, OPS, PRIMITIVES, build_op
+from optnb.nas.search import SearchConfig, SearchResult, search
+from optnb.nas.spaces import SPACES, SearchNetwork, space_edges
+
+__all__ = [
+    "Architect", "DARTS_PRIMITIVES", "EvalConfig", "EvalResult", "Genotype", "GenotypeError",
+    "NasError", "NetworkCIFAR", "NetworkImageNet", "OPS", "PRIMITIVES", "RULES", "SPACES",
+    "SearchConfig", "SearchNetwork", "SearchResult", "UnknownNameError", "build_op",
+    "count_parameter_free", "count_parameters", "derive", "derive_cell", "drop_path", "parse",
+    "search", "space_edges", "to_json", "to_text", "train_genotype", "unrolled_grad",
+    "unrolled_grad_autograd",
+]

@@ -1,0 +1,81 @@
+"""``optnb search`` / ``optnb evaluate`` (optnb.nas.cli) and the notebook specs (optnb.nas.params)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from optnb.experiments.profiles import notebook_spec
+from optnb.nas import cli
+from optnb.nas.params import EVAL_SIZES, NB08, NB09, SEARCH_SIZES
+
+
+@pytest.fixture(autouse=True)
+def single_thread(monkeypatch):
+    """``resolve`` sets 2 threads in smoke; on a loaded 2-core box OpenMP's spin-waiting makes
+    tiny-op workloads 10x slower with 2 threads, so these tests keep the process at one."""
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+
+
+def test_notebook_specs_are_registered():
+    assert set(notebook_spec("08_nas_search")) == set(NB08) >= {"SPACE", "INIT", "ORDER", "EPOCHS"}
+    assert set(notebook_spec("09_nas_evaluate")) == set(NB09) >= {"TASK", "GENOTYPE",
+                                                                  "SEARCH_RUN"}
+    assert NB08["SPACE"].valid_choices() == ["darts", "hb", "agd"]
+    assert set(SEARCH_SIZES) == set(EVAL_SIZES) == {"smoke", "quick", "paper"}
+    assert SEARCH_SIZES["paper"]["epochs"] == 50 and EVAL_SIZES["paper"]["epochs"] == 600
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--space", "nasnet", "--profile", "smoke"], "SPACE='nasnet' is not valid"),
+    (["search", "--init", "hb", "--space", "darts", "--profile", "smoke"], "needs space='hb'"),
+    (["search", "--order", "two"], "invalid int value"),
+    (["search", "--seeds", "0", "1", "--run-id", "x"], "cannot be used with --seeds"),
+    (["evaluate", "--genotype", "Genotype(normal=[", "--profile", "smoke"], "malformed"),
+    (["evaluate", "--profile", "smoke"], "give GENOTYPE"),
+    (["evaluate", "--search-run", "nope", "--profile", "smoke"], "has no genotype"),
+    (["prune"], "unknown command 'prune'"),
+    ([], "expected a command"),
+])
+def test_bad_input_prints_one_line_and_returns_2(argv, message, capsys, tmp_results, headless):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_search_then_evaluate_its_genotype(tmp_results, headless, capsys):
+    assert cli.main(["search", "--space", "hb", "--init", "hb", "--epochs", "1",
+                     "--run-id", "s1"]) == 0
+    sidecar = json.loads((tmp_results / "runs" / "s1" / "result.json").read_text())
+    assert sidecar["status"] == "complete" and sidecar["profile"] == "smoke"
+    results = sidecar["results"]
+    assert results["search_cost_gpu_days"]["value"] > 0
+    assert "not GPU-days" in results["search_cost_gpu_days"]["unit"]  # a CPU run says so
+    assert results["genotype"]["value"].startswith("Genotype(normal=[")
+    assert sidecar["parameters"]["SPACE"] == "hb"
+    assert cli.main(["evaluate", "--search-run", "s1", "--epochs", "1", "--run-id", "e1"]) == 0
+    results = json.loads((tmp_results / "runs" / "e1" / "result.json").read_text())["results"]
+    assert 0 <= results["test_error"]["value"] <= 100
+    assert results["genotype"]["value"] == json.loads(
+        (tmp_results / "runs" / "s1" / "result.json").read_text())["results"]["genotype"]["value"]
+    assert 2.0 < results["params_m"]["value"] < 5.0  # the paper-size network of an HB cell
+
+
+def test_seeds_run_as_separate_processes(monkeypatch):
+    launched = []
+
+    class FakeProcess:
+        def __init__(self, cmd):
+            launched.append(cmd)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)
+    assert cli.main(["search", "--space", "agd", "--seeds", "0", "3", "--jobs", "2",
+                     "--profile", "smoke"]) == 0
+    assert [cmd[cmd.index("--seed") + 1] for cmd in launched] == ["0", "3"]
+    assert all(cmd[1:4] == ["-m", "optnb.nas.cli", "search"] for cmd in launched)
+    assert all(cmd[cmd.index("--space") + 1] == "agd" for cmd in launched)
