@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.optnb-installed
 PROFILE ?= auto
-JOBS   ?= 1
+JOBS   ?= 0
 
 # Keep Jupyter, IPython and matplotlib from reading or writing the home directory.
 HERMETIC := JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter/config JUPYTER_DATA_DIR=$(CURDIR)/.jupyter/data \
@@ -29,11 +29,11 @@ reproduce: venv
 
 test: venv lint
 	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke $(BIN)/python -m pytest -m "not gpu and not slow and not browser" \
-		--timeout 900 -q
-	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider --timeout 600 -q \
-		notebooks/00_tour.ipynb notebooks/01_*.ipynb notebooks/02_*.ipynb notebooks/03_*.ipynb notebooks/05_*.ipynb
-	$(HERMETIC) $(BIN)/python -m pytest -m browser --timeout 600 -q
+		-p no:cacheprovider --timeout 900 -q
+	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke OPTNB_RESULTS=$(CURDIR)/results/nbval $(BIN)/python -m pytest \
+		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 \
+		-p no:cacheprovider --timeout 900 -q notebooks/0[0-5]_*.ipynb
+	$(HERMETIC) $(BIN)/python -m pytest -m browser -p no:cacheprovider --timeout 600 -q
 
 lint: venv
 	$(BIN)/ruff check optnb tests benchmarks

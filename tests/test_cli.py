@@ -44,7 +44,8 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         ([], ["a command is required: list, info, run"]),
     ],
 )
-def test_bad_input_prints_one_line_and_exits_2(capsys, tmp_results, argv, fragments):
+def test_bad_input_prints_one_line_and_exits_2(capsys, tmp_results, monkeypatch, argv, fragments):
+    monkeypatch.delenv("OPTNB_PROFILE", raising=False)  # `make test` sets it; it adds a note line
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert_one_line_error(err, *fragments)

@@ -1,0 +1,435 @@
+"""Tables 1-5 beside the paper: run sidecars joined with ``optnb.experiments.paper``.
+
+For every reproducible row and measured column: the paper's value, our mean and spread over
+seeds, the difference, and the provenance of the runs (profile, dataset real or embedded, device,
+epochs run, date). Runs are grouped by (row, column, profile, dataset), so a smoke run on the
+embedded data never shares a line, a mean or a verdict with a paper-profile run on CIFAR.
+
+Honesty rule: only groups made with the ``paper`` profile on the real dataset of that column are
+*eligible*; only eligible groups get a verdict ("consistent" / "differs"). Everything else is
+labelled (``SMOKE``, ``EMBEDDED DATA``, ``REDUCED (quick)``) and excluded from any reproduced
+claim. Model sizes and FLOPs need no training and come from the model code on every profile
+(``size_rows``).
+
+Rendering (Markdown, HTML, CSV) is in ``optnb.experiments.render``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optnb.experiments import paper, plans
+from optnb.experiments.plans import Target
+
+#: Where each table column's number comes from in a run's recorded results (first key found).
+#: ``test_error``/``top1_error``/``top5_error`` are percentages; ``params`` is a count (or M).
+RESULT_KEYS: Mapping[str, tuple[str, ...]] = {
+    "error": ("test_error",),
+    "top1": ("top1_error", "test_error", "top1"),
+    "top5": ("top5_error", "top5"),
+    "test_error": ("test_error",),
+    "params_m": ("params_m", "params"),
+    "search_cost_gpu_days": ("search_cost_gpu_days",),
+}
+#: An eligible group is "consistent" with the paper when |ours - paper| <= max(2 sd, ABS_TOL).
+#: The paper reports single numbers without spread; 0.5 percentage points is our choice.
+#: Search costs (GPU days) depend on the GPU and are never judged.
+ABS_TOL: Mapping[str, float] = {"error": 0.5, "params": 0.01, "flops": 0.02}
+COLUMNS = (
+    "table", "row", "label", "column", "paper", "mean", "sd", "n", "diff", "status", "verdict",
+    "profile", "dataset", "device", "epochs", "seeds", "date", "runs",
+)
+STATUS_ELIGIBLE = "paper profile, real data"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One finished run's numbers for one table cell, with its provenance."""
+
+    run_id: str
+    target: Target
+    values: Mapping[str, float]
+    profile: str
+    dataset: str
+    dataset_real: bool
+    device: str
+    seed: int | None
+    epochs: Any = None
+    date: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a comparison table: a (row, column) cell for one provenance group."""
+
+    table: str
+    row: str
+    label: str
+    column: str
+    paper: float | str | None
+    mean: float | None
+    sd: float | None
+    n: int
+    status: str
+    verdict: str
+    profile: str = ""
+    dataset: str = ""
+    device: str = ""
+    epochs: str = ""
+    seeds: str = ""
+    date: str = ""
+    runs: str = ""
+
+    @property
+    def diff(self) -> float | None:
+        if self.mean is None or not isinstance(self.paper, (int, float)):
+            return None
+        return self.mean - float(self.paper)
+
+    @property
+    def eligible(self) -> bool:
+        return self.status == STATUS_ELIGIBLE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c: (self.diff if c == "diff" else getattr(self, c)) for c in COLUMNS}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading runs
+
+
+TRAIN_RESULT = "train_result.json"  # written by `optnb train` (also under torchrun)
+
+
+def read_sidecars(results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every run under ``<results>/runs/``, keyed by run id (sorted): the notebook sidecar
+    ``result.json``, or for ``optnb train`` / torchrun runs their ``train_result.json``."""
+    from optnb.paths import results_dir as default_results
+
+    root = Path(results_dir) if results_dir else default_results()
+    found: dict[str, dict[str, Any]] = {}
+    for folder in sorted(p for p in (root / "runs").glob("*") if p.is_dir()):
+        try:
+            if (folder / "result.json").is_file():
+                sidecar = json.loads((folder / "result.json").read_text())
+            elif (folder / TRAIN_RESULT).is_file():
+                sidecar = sidecar_from_train_result(folder / TRAIN_RESULT)
+            else:
+                continue
+        except (OSError, json.JSONDecodeError):
+            continue
+        found[sidecar.get("run_id") or folder.name] = sidecar
+    return found
+
+
+def sidecar_from_train_result(path: Path) -> dict[str, Any]:
+    """A notebook-style sidecar for a run made by ``optnb train`` (e.g. under torchrun)."""
+    from datetime import UTC, datetime
+
+    tr = json.loads(path.read_text())
+    imagenet = tr.get("model") in {r.key for r in paper.table("table2").rows}
+    world = tr.get("world_size", 1)
+    return {
+        "notebook": plans.NB_IMAGENET if imagenet else plans.NB_CIFAR,
+        "run_id": path.parent.name,
+        "status": "complete",
+        "parameters": {"MODEL": tr.get("model"), "DATASET": tr.get("dataset"),
+                       "AUGMENT": tr.get("augment"), "SEED": tr.get("seed"),
+                       "PROFILE": tr.get("profile")},
+        "profile": tr.get("profile"), "dataset": tr.get("dataset"),
+        "dataset_real": bool(tr.get("dataset_real")),
+        "device": f"{tr.get('device')} x{world} (torchrun)" if world > 1 else tr.get("device"),
+        "finished": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+        "results": {k: {"value": v, "unit": None} for k, v in tr.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)},
+    }
+
+
+def _result(results: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, Any] | None:
+    for key in keys:
+        entry = results.get(key)
+        if entry is None:
+            continue
+        value = entry.get("value") if isinstance(entry, Mapping) else entry
+        if value is not None:
+            return key, value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _values(target: Target, results: Mapping[str, Any]) -> dict[str, float]:
+    """Map a run's recorded results onto the columns of its paper table."""
+    out: dict[str, float] = {}
+    table = paper.table(target.table)
+
+    def put(column: str, keys: Sequence[str]) -> None:
+        found = _result(results, keys)
+        value = _number(found[1]) if found else None
+        if value is None:
+            return
+        if column == "params_m" and found[0] == "params" and value > 1000:
+            value /= 1e6  # a raw count
+        out[column] = value
+
+    if target.table == "table1":
+        put(target.column or "cifar10", RESULT_KEYS["error"])
+        put("params_m", RESULT_KEYS["params_m"])
+    elif target.role == "search":
+        put("search_cost_gpu_days", RESULT_KEYS["search_cost_gpu_days"])
+    else:
+        for column in table.column_keys():
+            if column in RESULT_KEYS:
+                put(column, RESULT_KEYS[column])
+    return out
+
+
+def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]:
+    """The complete runs that fill a paper cell, as :class:`Measurement` (sorted by run id)."""
+    found = []
+    for run_id, sc in sorted(sidecars.items()):
+        if sc.get("status") != "complete":
+            continue
+        target = plans.target_of(sc, sidecars.get)
+        if target is None:
+            continue
+        results = sc.get("results") or {}
+        epochs = _result(results, ("epochs", "epochs_run", "search_epochs"))
+        genotype = _result(results, ("genotype",))
+        params = sc.get("parameters") or {}
+        device = str(sc.get("device", ""))
+        gpu = (sc.get("versions") or {}).get("gpu")
+        found.append(
+            Measurement(
+                run_id=run_id,
+                target=target,
+                values=_values(target, results),
+                profile=str(sc.get("profile", "")),
+                dataset=str(sc.get("dataset", "")),
+                dataset_real=bool(sc.get("dataset_real", False)),
+                device=f"{device} ({gpu})" if gpu and device.startswith("cuda") else device,
+                seed=params.get("SEED"),
+                epochs=epochs[1] if epochs else None,
+                date=str(sc.get("finished") or sc.get("started") or "")[:10],
+                extra={"genotype": genotype[1]} if genotype else {},
+            )
+        )
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Grouping and statistics
+
+
+def paper_dataset(table: str, column: str) -> str:
+    """The dataset a paper cell was measured on (Table 1 by column, Tables 2/5 ImageNet)."""
+    if table == "table1":
+        return column.rstrip("+")
+    return "imagenet" if table in ("table2", "table5") else "cifar10"
+
+
+def status_of(profile: str, dataset: str, dataset_real: bool, table: str, column: str) -> str:
+    """How a group may be read: only ``STATUS_ELIGIBLE`` may be compared as a reproduction."""
+    if not dataset_real:  # embedded digits or synthetic gratings, not the paper's data
+        data = f"{(dataset or 'unknown').upper()} DATA"
+        return f"SMOKE, {data}" if profile == "smoke" else data
+    if profile == "smoke":
+        return "SMOKE"
+    if profile != "paper":
+        return f"REDUCED ({profile})"
+    if dataset != paper_dataset(table, column):
+        return f"WRONG DATASET ({dataset})"
+    return STATUS_ELIGIBLE
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof = 1; None for fewer than two values)."""
+    if not values:
+        return None, None
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return mean, sd
+
+
+def verdict(line_paper: Any, mean: float | None, sd: float | None, kind: str, status: str) -> str:
+    """``consistent`` / ``differs`` for eligible groups, ``not a reproduction`` otherwise."""
+    if status != STATUS_ELIGIBLE:
+        return "not a reproduction"
+    if mean is None or not isinstance(line_paper, (int, float)):
+        return ""
+    if kind == "cost":  # GPU days depend on the GPU: shown, never judged
+        return "not judged (hardware)"
+    tol = max(2 * sd if sd is not None else 0.0, ABS_TOL.get(kind, 0.0))
+    return "consistent" if abs(mean - float(line_paper)) <= tol else "differs"
+
+
+def _join(values: Iterable[Any]) -> str:
+    return ", ".join(sorted({str(v) for v in values if v not in (None, "")}))
+
+
+def lines(table_name: str, found: Sequence[Measurement], include_missing: bool = True) -> list[Line]:
+    """The comparison lines of one table, in the paper's row and column order."""
+    table = paper.table(table_name)
+    measured = [c for c in table.columns if c.kind in ("error", "cost")]
+    groups: dict[tuple[str, str, str, str], list[tuple[Measurement, float]]] = {}
+    for m in found:
+        if m.target.table != table_name:
+            continue
+        for column, value in m.values.items():
+            if column in {c.key for c in measured}:
+                groups.setdefault((m.target.row, column, m.profile, m.dataset), []).append((m, value))
+    out: list[Line] = []
+    for row in table.reproducible_rows:
+        for col in measured:
+            keys = sorted(k for k in groups if k[0] == row.key and k[1] == col.key)
+            if not keys and include_missing:
+                out.append(Line(table_name, row.key, row.label, col.key, row.values.get(col.key),
+                                None, None, 0, "not run", ""))
+            for key in keys:
+                members = groups[key]
+                ms = [m for m, _ in members]
+                mean, sd = mean_sd([v for _, v in members])
+                status = status_of(key[2], key[3], ms[0].dataset_real, table_name, col.key)
+                out.append(Line(
+                    table=table_name, row=row.key, label=row.label, column=col.key,
+                    paper=row.values.get(col.key), mean=mean, sd=sd, n=len(members),
+                    status=status,
+                    verdict=verdict(row.values.get(col.key), mean, sd, col.kind, status),
+                    profile=key[2], dataset=key[3], device=_join(m.device for m in ms),
+                    epochs=_join(m.epochs for m in ms), seeds=_join(m.seed for m in ms),
+                    date=max(m.date for m in ms), runs=_join(m.run_id for m in ms),
+                ))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Model sizes (no training needed)
+
+#: ``size_fn(table, row, genotype) -> {"params_m": float, "flops_g": float}`` or raises.
+SizeFn = Callable[[str, str, Any], Mapping[str, float]]
+
+
+def default_size(table: str, row: str, genotype: Any = None) -> Mapping[str, float]:
+    """Full-size parameter count (M) and FLOPs (G multiply-accumulates) from the model code.
+
+    Tables 1-2: ``optnb.models`` by row name. Tables 4-5: the evaluation network of the searched
+    (or named) genotype from ``optnb.nas``. Raises ``LookupError`` where the code is missing.
+    """
+    from optnb.experiments import sizes
+
+    return sizes.full_size(table, row, genotype)
+
+
+def size_rows(table_name: str, found: Sequence[Measurement] = (),
+              size_fn: SizeFn | None = None) -> list[dict[str, Any]]:
+    """Params (M) and FLOPs (G) of every reproducible row, paper vs the model code, any profile."""
+    size_fn = size_fn or default_size
+    table = paper.table(table_name)
+    out = []
+    searched: dict[str, Measurement] = {}
+    for m in sorted(found, key=lambda m: (m.seed is None, m.seed or 0, m.run_id)):
+        # tables 4-5: the genotype of the lowest-seed search of each row
+        if m.target.table == "table4" and m.target.role == "search" and "genotype" in m.extra:
+            searched.setdefault(m.target.row, m)
+    for row in table.reproducible_rows:
+        source = searched.get(row.key)
+        genotype = source.extra["genotype"] if source else None
+        entry: dict[str, Any] = {"table": table_name, "row": row.key, "label": row.label}
+        try:
+            ours = dict(size_fn(table_name, row.key, genotype))
+            note = ours.pop("note", "")
+        except (LookupError, ImportError, ValueError) as err:
+            ours, note = {}, f"not computed: {err}"
+        if source is not None and ours:
+            note = (f"cell of search {source.run_id} ({source.profile} profile"
+                    f"{', embedded data' if not source.dataset_real else ''})")
+        for col in ("params_m", "flops_g"):
+            if col not in table.column_keys() and col not in ours:
+                continue
+            p = row.values.get(col)
+            o = ours.get(col)
+            entry[f"paper_{col}"] = p
+            entry[f"ours_{col}"] = o
+            entry[f"diff_{col}"] = (o - p) if isinstance(o, float) and isinstance(p, float) else None
+        entry["note"] = note
+        out.append(entry)
+    return out
+
+
+@dataclass
+class Report:
+    """Every table's comparison lines and model sizes, built from one results folder."""
+
+    lines: dict[str, list[Line]]
+    sizes: dict[str, list[dict[str, Any]]]
+    sidecars: Mapping[str, Mapping[str, Any]]
+    measurements: list[Measurement] = field(default_factory=list)
+
+    @property
+    def all_lines(self) -> list[Line]:
+        return [x for t in self.lines.values() for x in t]
+
+    def counts(self) -> dict[str, int]:
+        measured = [x for x in self.all_lines if x.n]
+        return {
+            "measured": len(measured),
+            "eligible": sum(x.eligible for x in measured),
+            "consistent": sum(x.verdict == "consistent" for x in measured),
+            "not_reproduction": sum(not x.eligible for x in measured),
+        }
+
+    def markdown(self, title: str = "Reproduction report", header: str = "") -> str:
+        """The report as Markdown (see ``optnb.experiments.render.report_markdown``)."""
+        from optnb.experiments.render import report_markdown
+
+        return report_markdown(self, title, header)
+
+
+def parse_tables(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"all"``/None/"" -> every table with numbers; ``"table1, table4"`` -> those (validated)."""
+    if spec is None:
+        return paper.table_names()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [s.strip().lower() for s in items if s.strip()]
+    if not names or names == ["all"]:
+        return paper.table_names()
+    for name in names:
+        paper.table(name)  # raises UnknownTableError listing the valid tables
+    return tuple(n for n in paper.table_names() if n in names)
+
+
+def build(results_dir: str | Path | None = None, tables: str | Sequence[str] | None = None,
+          run_ids: Iterable[str] | None = None, size_fn: SizeFn | None = None,
+          sidecars: Mapping[str, Mapping[str, Any]] | None = None,
+          profiles: Sequence[str] | None = None) -> Report:
+    """Read the sidecars (or use ``sidecars``) and build every table's lines and sizes.
+
+    ``run_ids`` restricts the measurements to those runs (e.g. one plan's) and ``profiles`` to
+    runs of those profiles; search runs named by an evaluation stay visible for the lookup.
+    """
+    all_sc = dict(sidecars) if sidecars is not None else read_sidecars(results_dir)
+    found = measurements(all_sc)
+    if run_ids is not None:
+        keep = set(run_ids)
+        found = [m for m in found if m.run_id in keep]
+    if profiles:
+        found = [m for m in found if m.profile in profiles]
+    names = parse_tables(tables)
+    return Report(
+        lines={n: lines(n, found) for n in names},
+        sizes={n: size_rows(n, found, size_fn) for n in names},
+        sidecars=all_sc,
+        measurements=found,
+    )
