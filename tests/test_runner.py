@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -223,3 +224,47 @@ def test_cell_timeout_fails_the_run_and_names_the_cell(tmp_path):
     assert not result.ok and result.duration_s < 50
     assert "time.sleep(SECONDS)" in result.error
     assert read_sidecar(tmp_path / "results" / "runs" / "sleeps")["status"] == "failed"
+
+
+def test_run_many_skips_complete_runs_without_starting_a_process(tmp_path, monkeypatch):
+    from optnb.experiments import results as results_mod
+    from optnb.experiments import runner
+
+    nb = _write_notebook(tmp_path / "noop.ipynb", "X = 1", "pass")
+    runs = [Run(str(nb), {"X": i}, f"noop-{i}") for i in range(2)]
+    for r in runs:
+        results_mod.mark_complete(tmp_path / "results" / "runs" / r.run_id)
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a complete run must not start a child process")
+
+    monkeypatch.setattr(runner, "_run_in_child", no_child)
+    monkeypatch.setattr(runner, "run_notebook", no_child)
+    out = runner.run_many(runs, jobs=2, results_dir=tmp_path / "results")
+    assert [r.skipped and r.ok for r in out] == [True, True]
+
+
+def test_interrupt_cancels_queued_runs_and_stops_running_children(tmp_path):
+    import os
+    import signal
+    import threading
+
+    from optnb.experiments import runner
+
+    nb = _write_notebook(tmp_path / "sleeps.ipynb", "SECONDS = 120", "import time\ntime.sleep(SECONDS)")
+    runs = [Run(str(nb), {"SECONDS": 120 + i}, f"sleeps-{i}") for i in range(4)]
+    # a real SIGINT, as from a terminal: it interrupts the main thread's wait for the futures
+    timer = threading.Timer(12.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_many(runs, jobs=2, results_dir=tmp_path / "results", timeout=300)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 60, "interrupt must not wait for running or queued runs"
+    assert not runner._children
+    started = [p for p in (tmp_path / "results" / "runs").glob("sleeps-*")]
+    assert len(started) <= 2  # the two queued runs never started
+    for folder in started:
+        assert read_sidecar(folder).get("status") != "complete"

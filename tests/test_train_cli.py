@@ -29,12 +29,12 @@ def test_smoke_row_end_to_end_and_resume(tmp_path, capsys):
     assert main(args) == 0
     run = tmp_path / "runs" / "row"
     summary = json.loads((run / "train_result.json").read_text())
-    assert summary["model"] == "hbnet56" and summary["trained_model"] == "hbnet8"
+    assert summary["model"] == "hbnet56" and summary["trained_model"] == "hbnet20"
     assert summary["dataset"] == "embedded" and summary["dataset_real"] is False
-    assert summary["epochs"] == summary["epochs_planned"] == 1
-    assert 0.0 <= summary["test_error"] <= 100.0 and summary["test_samples"] == 256
+    assert summary["epochs"] == summary["epochs_planned"] == 2
+    assert 0.0 <= summary["test_error"] <= 100.0 and summary["test_samples"] == 359
     assert summary["model_options"] == {"beta": 0.3}
-    assert len(read_jsonl(run / "metrics.jsonl", "step")) == 8
+    assert len(read_jsonl(run / "metrics.jsonl", "step")) == 2 * 40
     before = (run / "checkpoint.pt").read_bytes()
     # a second run without --resume refuses and keeps the checkpoint; with --resume it is done
     assert main(args) == 2

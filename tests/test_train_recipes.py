@@ -50,7 +50,7 @@ def test_profiles_shorten_the_schedule():
     assert recipes.budget("paper", r).epochs_for(r) == 300
     assert recipes.budget("quick", r).epochs_for(r) == 30
     smoke = recipes.budget("smoke", r)
-    assert smoke.epochs_for(r) == 1 and smoke.steps_per_epoch and smoke.tiny_model
+    assert smoke.epochs_for(r) == 2 and smoke.steps_per_epoch and smoke.tiny_model
     assert r.milestone_epochs(30) == [15, 22] and r.milestone_epochs(1) == [1]
 
 
@@ -62,12 +62,21 @@ def test_row_plans():
         {"dropout": 0.0}
     assert plan_row("hbnet110", "cifar10", augment=False, profile="paper").model_options == {}
     smoke = plan_row("agdnet52", "embedded", profile="smoke")
-    assert smoke.trained_model == "agdnet10" and smoke.epochs == 1
+    assert smoke.trained_model == "agdnet10" and smoke.epochs == 2
     # a budget's smaller batch scales the lr linearly (0.1 at 64 -> 0.05 at 32)
     assert (smoke.batch_size, smoke.recipe.lr) == (32, pytest.approx(0.05))
     assert plan_row("resnet56", "cifar10", profile="paper", batch_size=128).recipe.lr == \
         pytest.approx(0.2)
-    assert plan_row("resnet110", "embedded", profile="smoke").trained_model == "resnet8"
+    assert plan_row("resnet110", "embedded", profile="smoke").trained_model == "resnet20"
+
+
+def test_smoke_hbnet_stand_in_carries_momentum():
+    """The smoke stand-in must differ from its ResNet: hbnet8 with restart boundaries would not."""
+    from optnb import models
+
+    tiny = models.build(plan_row("hbnet56", "embedded", profile="smoke").trained_model)
+    assert sum(tiny.momentum_blocks) >= 3
+    assert sum(models.build("hbnet8").momentum_blocks) == 0  # why depth 8 is not used
     big = plan_row("resnet50", "imagenet", profile="quick")
     assert (big.resolution, big.epochs, big.trained_model) == (128, 9, "resnet50")
     assert plan_row("resnet50", "imagenet", profile="paper").resolution == 224

@@ -22,9 +22,11 @@ import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -363,11 +365,13 @@ def run_notebook(
     log: LogFn | bool | None = None,
     skip_complete: bool = False,
     store_widget_state: bool = False,
+    validate: bool = True,
 ) -> RunResult:
     """Execute one run; never raises for a failure inside the notebook (see ``RunResult.error``).
 
     ``timeout`` is the per-cell limit in seconds (default: by profile, ``CELL_TIMEOUT``). Bad
-    parameters raise ``ParameterError`` before anything starts.
+    parameters raise ``ParameterError`` before anything starts (``validate=False`` is for callers
+    that validated already, such as ``run_many``'s child processes).
     """
     import papermill
 
@@ -375,14 +379,11 @@ def run_notebook(
     from optnb.paths import notebooks_dir, run_dir
     from optnb.paths import results_dir as default_results_dir
 
-    path, _ = validate_run(run)
+    path = validate_run(run)[0] if validate else find_notebook(run.notebook)
     base = default_results_dir(results_dir)
-    sidecar_dir = base / "runs" / run.run_id
-    if skip_complete and results.is_complete(sidecar_dir):
+    if skip_complete and (skipped := _skipped(run, base)) is not None:
         _emit(log, f"skip {run.run_id}: its sidecar says complete")
-        output = sidecar_dir / f"{path.stem}.ipynb"
-        return RunResult(run, True, output if output.is_file() else None,
-                         sidecar_dir / results.SIDECAR, None, 0.0, skipped=True)
+        return skipped
 
     folder = run_dir(run.run_id, base)
     output_path = folder / f"{path.stem}.ipynb"
@@ -421,6 +422,18 @@ def run_notebook(
     return result
 
 
+def _skipped(run: Run, base: Path) -> RunResult | None:
+    """A ``skipped`` result when ``run``'s sidecar under ``base`` says complete, else None."""
+    from optnb.experiments import results
+
+    sidecar_dir = base / "runs" / run.run_id
+    if not results.is_complete(sidecar_dir):
+        return None
+    outputs = sorted(sidecar_dir.glob("*.ipynb"))
+    return RunResult(run, True, outputs[0] if outputs else None, sidecar_dir / results.SIDECAR,
+                     None, 0.0, skipped=True)
+
+
 def _result_to_json(result: RunResult) -> dict[str, Any]:
     return {
         "run": {"notebook": result.run.notebook, "parameters": dict(result.run.parameters),
@@ -452,22 +465,55 @@ def _run_in_child(run: Run, results_dir: str | None, timeout: float | None,
                "results_dir": results_dir, "timeout": timeout, "skip_complete": skip_complete}
     with tempfile.TemporaryDirectory(prefix="optnb-run-") as tmp:
         reply = Path(tmp) / "result.json"
-        proc = subprocess.run(
+        # Own session: a terminal's Ctrl-C reaches only the parent, which stops the children
+        # in order (``_stop_children``) instead of leaving half-written runs behind.
+        proc = subprocess.Popen(
             [sys.executable, "-m", "optnb.experiments.runner", str(reply)],
-            input=json.dumps(request), text=True, capture_output=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
         )
+        with _children_lock:
+            _children.add(proc)
+        try:
+            _, stderr = proc.communicate(json.dumps(request))
+        finally:
+            with _children_lock:
+                _children.discard(proc)
         if proc.returncode == 0 and reply.is_file():
             return _result_from_json(json.loads(reply.read_text()))
-    tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+    tail = "\n".join(stderr.strip().splitlines()[-15:])
     return RunResult(run, False, None, None,
                      f"runner process exited with code {proc.returncode}\n{tail}", 0.0)
+
+
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+
+
+def _stop_children(grace_s: float = 15.0) -> None:
+    """SIGINT every running child's process group (papermill then shuts its kernel down), and
+    SIGKILL what is still alive after ``grace_s``. Their sidecars stay ``running``: not complete,
+    so the next ``run_many`` executes them again."""
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _child_main(reply_path: str) -> int:
     request = json.loads(sys.stdin.read())
     try:
         result = run_notebook(Run(**request["run"]), request["results_dir"],
-                              timeout=request["timeout"], skip_complete=request["skip_complete"])
+                              timeout=request["timeout"], skip_complete=request["skip_complete"],
+                              validate=False)  # the parent validated every run before starting
     except Exception as err:  # noqa: BLE001 - reported to the parent, never lost
         result = RunResult(Run(**request["run"]), False, None, None,
                            f"{type(err).__name__}: {err}\n" + traceback.format_exc(limit=3), 0.0)
@@ -492,18 +538,34 @@ def run_many(
     validate_runs(runs)
     if jobs < 1:
         raise ParameterError(f"jobs must be >= 1, got {jobs}")
+    from optnb.paths import results_dir as default_results_dir
+
     base = str(results_dir) if results_dir else None
-    if jobs == 1 or len(runs) <= 1:
-        return [run_notebook(r, base, timeout=timeout, log=log, skip_complete=skip_complete)
-                for r in runs]
     done: dict[int, RunResult] = {}
-    with ThreadPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
-        futures = {pool.submit(_run_in_child, r, base, timeout, skip_complete): i
-                   for i, r in enumerate(runs)}
+    if skip_complete:  # decided here, so complete runs start no process at all
+        for i, r in enumerate(runs):
+            if (skipped := _skipped(r, default_results_dir(base))) is not None:
+                done[i] = skipped
+                _emit(log, skipped.summary())
+    todo = [i for i in range(len(runs)) if i not in done]
+    if jobs == 1 or len(todo) <= 1:
+        for i in todo:
+            done[i] = run_notebook(runs[i], base, timeout=timeout, log=log, validate=False)
+        return [done[i] for i in range(len(runs))]
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)))
+    try:
+        futures = {pool.submit(_run_in_child, runs[i], base, timeout, False): i for i in todo}
         for future in as_completed(futures):
             result = future.result()
             done[futures[future]] = result
             _emit(log, result.summary())
+    except KeyboardInterrupt:
+        _emit(log, "interrupted: cancelling queued runs and stopping running ones")
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_children()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return [done[i] for i in range(len(runs))]
 
 

@@ -128,14 +128,19 @@ def plan_row(model: str, dataset: str, augment: bool = True, profile: str = "smo
 
 
 def tiny_model(model: str) -> str:
-    """The shallowest registered CIFAR model of ``model``'s family (smoke runs): resnet8/hbnet8
-    (n = 1) or densenet10/agdnet10 (2 layers per block); ImageNet models are kept."""
+    """A shallow CIFAR model of ``model``'s family for smoke runs: resnet20/hbnet20 or
+    densenet10/agdnet10 (2 layers per block); ImageNet models are kept.
+
+    Depth 20 (n = 3) is the shallowest ResNet whose HBNet carries momentum in every stage: with the
+    default ``hb_boundary="restart"`` the first block of a stage and the block after it carry none,
+    so hbnet8 (n = 1) would be resnet8 exactly and a smoke row could not tell the two apart.
+    """
     if is_imagenet_model(model):
         return model
     from optnb.models import registry
 
     family = registry.spec(model).family
-    return f"{family}{8 if family in ('resnet', 'hbnet') else 10}"
+    return f"{family}{20 if family in ('resnet', 'hbnet') else 10}"
 
 
 def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = None,

@@ -143,13 +143,14 @@ class Budget:
         return max(1, round(recipe.epochs * self.epoch_fraction))
 
 
-#: smoke: CI on a 2-core CPU, one epoch of a few small batches (embedded data); CIFAR rows train
-#: the shallowest model of the same family (resnet8/hbnet8, densenet10/agdnet10), ImageNet rows
+#: smoke: CI on a 2-core CPU: 2 epochs of 40 batches of 32 (about the embedded train split, so the
+#: nets learn something); CIFAR rows train
+#: a shallow model of the same family (resnet20/hbnet20, densenet10/agdnet10), ImageNet rows
 #: the named model at 32x32 (there is no smaller torchvision ImageNet depth).
 #: quick: one GPU, minutes per row: a tenth of the schedule on the full dataset.
 #: paper: the recipe as published.
 BUDGETS: dict[str, dict[str, Budget]] = {
-    "smoke": {"cifar": Budget(epochs=1, steps_per_epoch=8, batch_size=32, eval_samples=256,
+    "smoke": {"cifar": Budget(epochs=2, steps_per_epoch=40, batch_size=32, eval_samples=359,
                               tiny_model=True),
               "imagenet": Budget(epochs=1, steps_per_epoch=3, batch_size=8, eval_samples=64,
                                  resolution=32)},
