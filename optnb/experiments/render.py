@@ -101,7 +101,7 @@ def operations_markdown(registry: Sequence[str] | None = None) -> str:
 
 PAPER_VIEW_LEGEND = (
     "Ours = mean \u00b1 sd over seeds. No mark: paper profile on the real dataset. "
-    "\u2020 reduced schedule (quick profile). \u2021 smoke profile and/or embedded data: "
+    "\u00a7 reduced schedule (quick profile). \u2021 smoke profile and/or embedded data: "
     "only shows that the pipeline runs, not comparable with the paper."
 )
 
@@ -113,7 +113,7 @@ def _rank(line: Line) -> int:
 
 
 def _marked(line: Line) -> str:
-    mark = "" if line.eligible else ("\u2020" if _rank(line) == 1 else "\u2021")
+    mark = "" if line.eligible else ("\u00a7" if _rank(line) == 1 else "\u2021")
     return _ours(line) + mark
 
 

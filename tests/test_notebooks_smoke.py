@@ -1,0 +1,76 @@
+"""The training and NAS notebooks (06-09) run headless in the smoke profile through the runner.
+
+Each run goes through ``optnb.experiments.runner`` exactly as ``optnb reproduce`` would (papermill,
+kernel ``python3``, ``LIVE="display"``), two at a time, and must record its table values: finite
+numbers in range, a genotype that parses, and a complete sidecar that says the data was embedded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from optnb.experiments import read_notebook_results, read_sidecar
+from optnb.experiments.runner import Run, report, run_many
+from optnb.nas.genotypes import arity, parse
+
+pytestmark = pytest.mark.notebooks
+
+RUNS = [
+    Run("06_train_cifar", {"PROFILE": "smoke", "MODEL": "hbnet56", "SEED": 0}),
+    Run("07_train_imagenet", {"PROFILE": "smoke", "MODEL": "hbnet34", "SEED": 0}),
+    Run("08_nas_search", {"PROFILE": "smoke", "SPACE": "hb", "INIT": "hb", "SEED": 0}),
+    Run("09_nas_evaluate", {"PROFILE": "smoke", "GENOTYPE": "DARTS_V2", "SEED": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    results = tmp_path_factory.mktemp("smoke-results")
+    out = run_many(RUNS, jobs=2, results_dir=results, skip_complete=False)
+    assert all(r.ok for r in out), report(out)
+    return {r.run.notebook: r for r in out}
+
+
+def _values(result) -> dict:
+    sidecar = read_sidecar(result.sidecar_path.parent)
+    assert sidecar["status"] == "complete" and sidecar["profile"] == "smoke"
+    assert sidecar["dataset"] == "embedded" and sidecar["dataset_real"] is False
+    values = {k: v["value"] for k, v in sidecar["results"].items()}
+    # the executed notebook carries the same results (they survive a lost sidecar)
+    in_notebook = read_notebook_results(result.output_path)["results"]
+    assert {k: v["value"] for k, v in in_notebook.items()} == values
+    for name, value in values.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), name
+    return values
+
+
+def test_06_records_a_table1_row(executed):
+    values = _values(executed["06_train_cifar"])
+    assert 0.0 <= values["test_error"] <= 100.0
+    assert values["params_named_model"] == 853_018  # HBNet-56 = ResNet-56, Table 1's 0.85M
+    assert values["trained_model"] == "hbnet20" and values["epochs"] == values["epochs_planned"]
+    assert values["comparable_to_paper"] is False
+
+
+def test_07_records_a_table2_row(executed):
+    values = _values(executed["07_train_imagenet"])
+    assert 0.0 <= values["top5_error"] <= values["top1_error"] <= 100.0
+    assert values["comparable_to_paper"] is False
+
+
+def test_08_records_a_searched_genotype(executed):
+    values = _values(executed["08_nas_search"])
+    genotype = parse(values["genotype"])
+    assert arity(genotype) == 3  # the hb space keeps three operations per node
+    assert values["search_epochs"] >= 1 and values["search_cost_gpu_days"] >= 0
+    free = values["param_free_ops"]  # per cell type: how many of its 12 ops have no parameters
+    assert set(free) >= {"normal", "reduce"} and all(0 <= free[k] <= 12 for k in ("normal", "reduce"))
+
+
+def test_09_records_a_table4_row(executed):
+    values = _values(executed["09_nas_evaluate"])
+    assert 0.0 <= values["test_error"] <= 100.0
+    assert values["params_m"] == pytest.approx(3.349342, abs=1e-6)  # DARTS_V2 at C=36, 20 cells
