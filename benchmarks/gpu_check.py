@@ -17,30 +17,16 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-RESULTS: list[dict[str, Any]] = []
+from optnb.devicecheck import CheckLog
 
-
-def check(name: str, fn: Callable[[], dict[str, Any]]) -> None:
-    t0 = time.perf_counter()
-    try:
-        detail = fn() or {}
-        ok = bool(detail.pop("ok", True))
-        error = None
-    except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the script
-        ok, detail, error = False, {}, f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    entry = {"check": name, "ok": ok, "seconds": round(time.perf_counter() - t0, 2), **detail}
-    if error:
-        entry["error"] = error
-    RESULTS.append(entry)
-    print(f"[{'PASS' if ok else 'FAIL'}] {name} {json.dumps(detail, default=str)}"
-          + (f" {error}" if error else ""), flush=True)
+_LOG = CheckLog()
+RESULTS = _LOG.results  # one list, shared with the harness
+check = _LOG.run
 
 
 def main() -> int:

@@ -23,8 +23,6 @@ import copy
 import json
 import sys
 import tempfile
-import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,23 +30,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-RESULTS: list[dict[str, Any]] = []
+from optnb.devicecheck import CheckLog
 
-
-def _check(name: str, fn: Callable[[], dict[str, Any]]) -> None:
-    t0 = time.perf_counter()
-    try:
-        detail = fn() or {}
-        ok, error = bool(detail.pop("ok", True)), None
-    except Exception as exc:  # noqa: BLE001 - report every failure, keep going
-        ok, detail, error = False, {}, f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    entry = {"check": name, "ok": ok, "seconds": round(time.perf_counter() - t0, 2), **detail}
-    if error:
-        entry["error"] = error
-    RESULTS.append(entry)
-    print(f"[{'PASS' if ok else 'FAIL'}] {name} {json.dumps(detail, default=str)}"
-          + (f" {error}" if error else ""), flush=True)
+_LOG = CheckLog()
+RESULTS = _LOG.results  # one list, shared with the harness
+_check = _LOG.run
 
 
 def _rel(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
