@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from optnb.data.errors import DataError, DatasetNotFoundError
+from optnb.data.loader import EpochOrder
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SPLITS = {True: "train", False: "val"}
@@ -114,7 +114,7 @@ class _FolderDataset(torch.utils.data.Dataset):
             return self.transform(image), self.labels[i]
 
 
-class FolderLoader:
+class FolderLoader(EpochOrder):
     """Stream an ImageFolder split; yields ``(float images on device, normalised; labels)``.
 
     Rank ``r`` of ``world_size`` takes slice ``r`` of every global batch of
@@ -174,11 +174,3 @@ class FolderLoader:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)

@@ -52,7 +52,24 @@ def cutout(images: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Te
     return images.masked_fill(hole[:, None], 0.0)
 
 
-class GpuLoader:
+class EpochOrder:
+    """Loaders whose data order is a function of ``(seed, epoch)``: that is their whole state,
+    saved in checkpoints for an exact resume."""
+
+    seed: int
+    epoch: int
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class GpuLoader(EpochOrder):
     """Iterate ``(float images [B, 3, H, W] normalised on device, int64 labels [B])`` batches.
 
     ``rank``/``world_size`` shard every *global* batch of ``batch_size * world_size`` images
@@ -133,12 +150,3 @@ class GpuLoader:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
 
-    def state_dict(self) -> dict[str, Any]:
-        """The data order is a function of ``(seed, epoch)``: that is the whole state."""
-        return {"epoch": self.epoch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
