@@ -8,6 +8,7 @@ import torch
 from optnb.nas import genotypes as G
 from optnb.nas.errors import NasError, UnknownNameError
 from optnb.nas.evaluate import (
+    CHECKPOINT,
     LOG,
     EvalConfig,
     full_size_parameters,
@@ -47,6 +48,12 @@ def test_train_from_scratch_reports_final_test_error_and_resumes_exactly(data, t
     assert len((tmp_path / LOG).read_text().splitlines()) == 2
     with pytest.raises(NasError, match="another genotype"):
         run(cfg, data, tmp_path, genotype="DARTS_V1")
+    with pytest.raises(NasError, match=r"other settings \(seed: 0 -> 1\)"):
+        run(EvalConfig(seed=1, **TINY), data, tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)  # now claims to be a search's
+    torch.save({**state, "format": "optnb.nas.search/1"}, tmp_path / CHECKPOINT)
+    with pytest.raises(NasError, match="is not a optnb.nas.evaluate/1 checkpoint"):
+        run(cfg, data, tmp_path)
 
 
 def test_imagenet_recipe_pieces_and_full_size_counts():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, normalize, to_dict
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, drop_path_schedule
-from optnb.nas.search import PRECISIONS, autocast_factory
+from optnb.nas.search import PRECISIONS, autocast_factory, mirror_log, open_checkpoint
 
 NETWORKS = ("cifar", "imagenet")
 SCHEDULES = ("cosine", "exp97")
@@ -168,7 +168,7 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader, test_loade
     The loaders yield normalised device batches and have ``state_dict``/``load_state_dict``
     (``optnb.data.GpuLoader`` from :func:`tensor_loaders`, or ``FolderLoader`` for ImageNet).
     """
-    from optnb.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+    from optnb.train.checkpoint import rng_state, save_atomic, set_rng_state
 
     cfg = cfg.checked()
     genotype = normalize(genotype)
@@ -190,23 +190,17 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader, test_loade
     history: list[dict[str, Any]] = []
     start, wall = 0, 0.0
     if ckpt is not None and resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, map_location=device)
-        if state.get("format") != FORMAT:
-            raise NasError(f"{ckpt} is not an evaluation checkpoint ({state.get('format')!r})")
-        now = asdict(cfg)
-        diff = [k for k in now if k not in _RESUME_FREE and state["config"].get(k) != now[k]]
-        if diff or state["genotype"] != to_dict(genotype):
-            raise NasError(f"checkpoint {ckpt} was made with another genotype or settings "
-                           f"({', '.join(diff) or 'genotype'}); use another run directory")
+        state = open_checkpoint(ckpt, FORMAT, cfg, _RESUME_FREE, device)
+        if state["genotype"] != to_dict(genotype):
+            raise NasError(f"checkpoint {ckpt} was made with another genotype; "
+                           "use another run directory")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         train_loader.load_state_dict(state["train_loader"])
         model.drop_path_generator.set_state(state["drop_path_rng"].cpu())
         set_rng_state(state["rng"])
         history, start, wall = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in history))
+    mirror_log(run_dir, LOG, history)
     stop = cfg.epochs if not cfg.epochs_limit else min(cfg.epochs, start + cfg.epochs_limit)
 
     for epoch in range(start, stop):

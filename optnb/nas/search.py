@@ -211,13 +211,29 @@ def evaluate(model: torch.nn.Module, loader, autocast: Callable[[], Any]) -> tup
     return loss_sum.item() / max(count, 1), correct.item() / max(count, 1)
 
 
-def _check_resume(saved: dict[str, Any], cfg: SearchConfig, path: Path) -> None:
-    now = asdict(cfg)
-    diff = [k for k in now if k not in _RESUME_FREE and _plain(saved.get(k)) != _plain(now[k])]
+def open_checkpoint(path: Path, fmt: str, cfg: Any, free: tuple[str, ...],
+                    device: torch.device | str) -> dict[str, Any]:
+    """Load a search or evaluation checkpoint to resume from, refusing one of another kind
+    (``fmt``) or one made with other settings (every ``cfg`` field except those in ``free``)."""
+    from optnb.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, map_location=device)
+    if state.get("format") != fmt:
+        raise NasError(f"{path} is not a {fmt} checkpoint ({state.get('format')!r})")
+    saved, now = state["config"], asdict(cfg)
+    diff = [k for k in now if k not in free and _plain(saved.get(k)) != _plain(now[k])]
     if diff:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
         raise NasError(f"checkpoint {path} was made with other settings ({details}); "
                        "use another run directory or resume=False")
+    return state
+
+
+def mirror_log(run_dir: Path | None, name: str, history: list[dict[str, Any]]) -> None:
+    """Rewrite the JSONL log from the checkpoint's history, so the two never disagree."""
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in history))
 
 
 def _plain(value: Any) -> Any:
@@ -235,7 +251,7 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     ``monitor.step_every`` steps when that is > 0) and ``epoch(record, model)``.
     """
     from optnb.data import NUM_CLASSES, make_loader
-    from optnb.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+    from optnb.train.checkpoint import rng_state, save_atomic, set_rng_state
 
     cfg = cfg.checked()
     device = torch.device(device)
@@ -268,10 +284,7 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     history: list[dict[str, Any]] = []
     start, wall = 0, 0.0
     if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        if state.get("format") != FORMAT:
-            raise NasError(f"{ckpt_path} is not a search checkpoint ({state.get('format')!r})")
-        _check_resume(state["config"], cfg, ckpt_path)
+        state = open_checkpoint(ckpt_path, FORMAT, cfg, _RESUME_FREE, device)
         model.load_state_dict(state["model"])
         w_opt.load_state_dict(state["weight_optimizer"])
         a_opt.load_state_dict(state["arch_optimizer"])
@@ -279,9 +292,7 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
         val_loader.load_state_dict(state["val_loader"])
         set_rng_state(state["rng"])
         history, start, wall = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
-    if run_dir is not None:  # the log always mirrors the checkpoint's history
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in history))
+    mirror_log(run_dir, LOG, history)
     resumed_from = start
     stop = cfg.epochs if not cfg.epochs_limit else min(cfg.epochs, start + cfg.epochs_limit)
 
