@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from optnb.experiments import profiles
-from optnb.experiments.profiles import ParameterError, boolean, choice, integer, number, resolve, text
+from optnb.experiments.profiles import resolve
+from optnb.specs import ParameterError, boolean, choice, integer, number, text
 
 
 @pytest.fixture(autouse=True)

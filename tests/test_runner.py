@@ -16,7 +16,6 @@ from conftest import FIXTURE_NOTEBOOKS, NOTEBOOKS
 
 from optnb.experiments import read_notebook_results, read_sidecar
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook, list_notebooks
-from optnb.experiments.profiles import ParameterError
 from optnb.experiments.runner import (
     Run,
     RunResult,
@@ -26,6 +25,7 @@ from optnb.experiments.runner import (
     run_notebook,
     validate_run,
 )
+from optnb.specs import ParameterError
 
 
 def fixture(name: str) -> str:

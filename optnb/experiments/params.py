@@ -6,7 +6,7 @@ The common parameters (PROFILE, SEED, DEVICE, DATASET, LIVE, RESULTS_DIR, RUN_ID
 
 from __future__ import annotations
 
-from optnb.experiments.profiles import choice, text
+from optnb.specs import choice, text
 
 NB90 = {
     "TABLES": text(help="'all' or a comma-separated list of table1, table2, table4, table5"),

@@ -9,19 +9,24 @@ parameters), and the only place that reads the environment overrides used by CI.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("smoke", "quick", "paper")
-PROFILE_CHOICES = (*PROFILES, "auto")
-LIVE_CHOICES = ("auto", "widget", "display", "off")
-DATASET_CHOICES = ("auto", "embedded", "synthetic", "cifar10", "cifar100", "imagenet")
-REAL_DATASETS = ("cifar10", "cifar100", "imagenet")
+from optnb.specs import (
+    DATASET_CHOICES,
+    LIVE_CHOICES,
+    PROFILE_CHOICES,
+    REAL_DATASETS,
+    Param,
+    ParameterError,
+    choice,
+    integer,
+    text,
+)
 
 #: notebook stem -> "module:ATTR" holding that notebook's ``dict[str, Param]`` (imported lazily).
 NOTEBOOK_SPECS: dict[str, str] = {
@@ -42,92 +47,6 @@ DEFAULT_REAL_DATASET: dict[str, str] = {"07_train_imagenet": "imagenet"}
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ParameterError(ValueError):
-    """A notebook or CLI parameter is invalid; the message is one line naming the valid choices."""
-
-
-# --------------------------------------------------------------------------------------------
-# Parameter specs
-
-
-@dataclass(frozen=True)
-class Param:
-    """How one parameter is validated. Build with ``choice``, ``integer``, ``number``, ..."""
-
-    kind: str
-    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
-    lo: float | None = None
-    hi: float | None = None
-    help: str = ""
-
-    def valid_choices(self) -> list[Any]:
-        values = self.choices() if callable(self.choices) else self.choices
-        return list(values or ())
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return "one of: " + ", ".join(map(str, self.valid_choices()))
-        if self.kind in ("integer", "number"):
-            noun = "an int" if self.kind == "integer" else "a finite number"
-            lo = "-inf" if self.lo is None else self.lo
-            hi = "inf" if self.hi is None else self.hi
-            return f"{noun} in [{lo}, {hi}]"
-        return {"boolean": "True or False", "text": "a string"}.get(self.kind, self.kind)
-
-    def validate(self, name: str, value: Any) -> Any:
-        def fail(why: str = "") -> ParameterError:
-            extra = f" ({why})" if why else ""
-            return ParameterError(f"{name}={value!r} is not valid{extra}; expected {self.describe()}")
-
-        if self.kind == "choice":
-            if value not in self.valid_choices():
-                raise fail()
-            return value
-        if self.kind == "boolean":
-            if not isinstance(value, bool):
-                hint = "a string is not a bool: pass booleans with -y/YAML" if isinstance(value, str) else ""
-                raise fail(hint)
-            return value
-        if self.kind == "text":
-            if not isinstance(value, str):
-                raise fail(f"got {type(value).__name__}")
-            return value
-        if self.kind in ("integer", "number"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise fail(f"got {type(value).__name__}")
-            if self.kind == "integer" and not isinstance(value, int):
-                raise fail("not an integer")
-            if not math.isfinite(value):
-                raise fail("not finite")
-            if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-                raise fail("out of range")
-            return float(value) if self.kind == "number" else value
-        raise ParameterError(f"{name}: unknown parameter kind {self.kind!r}")
-
-
-def choice(*values: Any, help: str = "") -> Param:
-    """One of ``values``; a single callable argument is called lazily (e.g. ``models.names``)."""
-    if len(values) == 1 and callable(values[0]):
-        return Param("choice", choices=values[0], help=help)
-    return Param("choice", choices=tuple(values), help=help)
-
-
-def integer(lo: int | None = None, hi: int | None = None, help: str = "") -> Param:
-    return Param("integer", lo=lo, hi=hi, help=help)
-
-
-def number(lo: float | None = None, hi: float | None = None, help: str = "") -> Param:
-    return Param("number", lo=lo, hi=hi, help=help)
-
-
-def boolean(help: str = "") -> Param:
-    return Param("boolean", help=help)
-
-
-def text(help: str = "") -> Param:
-    return Param("text", help=help)
 
 
 COMMON: dict[str, Param] = {

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from optnb.experiments.profiles import PROFILES, Param, boolean, choice, number
 from optnb.models.cifar_resnet import HB_BOUNDARIES
 from optnb.models.errors import ModelOptionError
+from optnb.specs import PROFILES, Param, boolean, choice, number
 
 __all__ = ["NB05", "NB05_SIZES", "nb05_sizes"]
 

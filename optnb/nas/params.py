@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from optnb.experiments.profiles import choice, integer, number, text
 from optnb.nas.derive import RULES
 from optnb.nas.evaluate import EvalConfig
 from optnb.nas.search import SearchConfig
 from optnb.nas.spaces import INITS, SPACES
+from optnb.specs import choice, integer, number, text
 
 _DERIVE = ("auto", *sorted({r for rules in RULES.values() for r in rules}))
 

@@ -6,7 +6,7 @@ Sizes that depend on the profile (``cfg.profile``) live next to the code that us
 
 from __future__ import annotations
 
-from optnb.experiments.profiles import Param, choice, integer, number
+from optnb.specs import Param, choice, integer, number
 from optnb.theory.activations import activation_names
 
 _ACT = choice(activation_names, help="registered activation (optnb.theory.ACTIVATIONS)")

@@ -7,7 +7,7 @@ in ``optnb.train.recipes.BUDGETS``, never here.
 
 from __future__ import annotations
 
-from optnb.experiments.profiles import boolean, choice, integer
+from optnb.specs import boolean, choice, integer
 
 CIFAR_MODELS = ("resnet56", "hbnet56", "resnet110", "hbnet110",
                 "densenet40", "agdnet40", "densenet52", "agdnet52")
