@@ -5,8 +5,8 @@ for every dataset small enough to hold in memory; ``GpuLoader`` turns them into 
 normalised batches on the device. Real ImageNet streams through ``FolderLoader`` instead.
 
 Datasets: ``embedded`` (scikit-learn digits, real, bundled, the default without downloads),
-``synthetic`` (procedural), ``cifar10``/``cifar100`` (python-pickle batches under ``data/``,
-downloaded by torchvision when the network allows), ``imagenet`` (ImageFolder tree under
+``synthetic`` (procedural), ``cifar10``/``cifar100`` (python-pickle batches under ``data/``, read,
+md5-checked and downloaded by torchvision's ``CIFAR10``/``CIFAR100``), ``imagenet`` (ImageFolder tree under
 ``data/imagenet``; ``load`` decodes it at a small resolution, meant for tiny trees).
 """
 
@@ -25,16 +25,19 @@ from optnb.data.sources import (
     cifar,
     cifar_files_present,
     embedded,
+    resize_uint8,
     synthetic,
 )
+from optnb.paths import data_dir
+from optnb.specs import DATASETS, REAL_DATASETS
 
 __all__ = [
     "NAMES", "NUM_CLASSES", "MEAN", "STD", "IMAGE_SIZE", "DataError", "DatasetNotFoundError",
-    "load", "available", "default_root", "make_loader", "GpuLoader", "FolderLoader",
-    "random_crop", "random_flip", "cutout", "is_real", "CIFAR_FOLDERS",
+    "load", "available", "location", "default_root", "make_loader", "GpuLoader", "FolderLoader",
+    "random_crop", "random_flip", "cutout", "is_real", "CIFAR_FOLDERS", "resize_uint8",
 ]
 
-NAMES = ("embedded", "synthetic", "cifar10", "cifar100", "imagenet")
+NAMES = DATASETS  # one list of names for the whole package: optnb.specs
 NUM_CLASSES = {"embedded": 10, "synthetic": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
 IMAGE_SIZE = {"embedded": 32, "synthetic": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
 # Per-channel statistics of the training split in [0, 1]. embedded/synthetic were measured with
@@ -63,18 +66,30 @@ def _check_name(name: str) -> str:
 
 def is_real(name: str) -> bool:
     """True for the paper's datasets (CIFAR, ImageNet), False for embedded/synthetic stand-ins."""
-    return _check_name(name) in ("cifar10", "cifar100", "imagenet")
+    return _check_name(name) in REAL_DATASETS
 
 
 def default_root(name: str) -> Path:
     """Where ``name`` lives by default: ``data_dir()`` (``data_dir()/imagenet`` for ImageNet)."""
-    from optnb.paths import data_dir
-
     return data_dir() / "imagenet" if _check_name(name) == "imagenet" else data_dir()
 
 
+def location(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder that holds ``name``'s files: ``<root>/cifar-10-batches-py``,
+    ``<root>/cifar-100-python``, the ImageFolder tree ``<root>`` of ImageNet (bundled: the package)."""
+    name = _check_name(name)
+    path = Path(root) if root is not None else default_root(name)
+    return path / CIFAR_FOLDERS[name] if name in CIFAR_FOLDERS else path
+
+
 def available(name: str, root: str | os.PathLike | None = None) -> bool:
-    """Whether ``name`` can be loaded without a download (never touches the network)."""
+    """Whether ``name``'s files are on disk, so it loads without a download (never touches the network).
+
+    CIFAR: presence of every file only. Checking the md5 as well (what ``load`` does through
+    torchvision) would read ~180 MB on every call (~0.3 s warm, seconds from a cold disk), and
+    this is asked on every parameter resolution, plan and ``optnb info``; a present but corrupt
+    folder is reported by ``load`` as a one-line :class:`DataError` instead.
+    """
     name = _check_name(name)
     if name in ("embedded", "synthetic"):
         return True
@@ -106,9 +121,7 @@ def load(name: str, root: str | os.PathLike | None = None, train: bool = True, *
         download = os.environ.get("OPTNB_DOWNLOAD", "1") != "0"
     images, labels = cifar(name, path, train, download=download)
     if image_size is not None and image_size != images.shape[-1]:
-        from optnb.data.sources import _resize_uint8
-
-        images = _resize_uint8(images, image_size)
+        images = resize_uint8(images, image_size)
     return images, labels
 
 
