@@ -17,10 +17,10 @@ import ipywidgets as widgets
 import numpy as np
 
 from optnb.theory import algorithms as alg
-from optnb.theory import conjecture as cj
-from optnb.theory import plots
+from optnb.theory import plots, rates
 from optnb.theory.activations import activation_names, cost_constants, get_activation
-from optnb.theory.equivalence import Lemma1Cost, gd_equivalence, propagate_plain, spd_2d
+from optnb.theory.equivalence import Lemma1Cost, gd_equivalence, propagate_plain
+from optnb.theory.spd import spd_2d
 
 __all__ = [
     "Explorer",
@@ -44,7 +44,7 @@ def beta_view(beta: float, kappa: float, num_steps: int = 60, agd_beta: float | 
 
     Returns 2-D paths on ``diag(1/kappa, 1)``, error curves ``||x_k|| / ||x_0||`` on a
     ``dim``-eigenvalue spectrum, the exact predicted rate of each method at these momenta
-    (:func:`optnb.theory.conjecture.momentum_rate`) and the measured average rate
+    (:func:`optnb.theory.rates.momentum_rate`) and the measured average rate
     ``(e_K / e_0)^(1/K)``. ``agd_beta=None`` is the strongly convex value of Section 3.
     """
     if not 0.0 <= beta < 1.0:
@@ -58,17 +58,17 @@ def beta_view(beta: float, kappa: float, num_steps: int = 60, agd_beta: float | 
         "HB": alg.heavy_ball(lambda x: lam2 * x, x0, num_steps, beta),
         "AGD": alg.nesterov(lambda x: lam2 * x, x0, num_steps, agd_beta).x,
     }
-    lam = cj.quadratic_spectrum(kappa, dim)
-    curves = cj.convergence_curves(lam, num_steps, hb_beta=beta, agd_beta=agd_beta)
+    lam = rates.quadratic_spectrum(kappa, dim)
+    curves = rates.convergence_curves(lam, num_steps, hb_beta=beta, agd_beta=agd_beta)
     momenta = {"GD": 0.0, "HB": float(beta), "AGD": agd_beta}
-    predicted = {m: cj.momentum_rate(m, momenta[m], lam) for m in curves}
+    predicted = {m: rates.momentum_rate(m, momenta[m], lam) for m in curves}
     measured = {m: float((max(c[-1], 1e-300) / c[0]) ** (1.0 / num_steps))
                 for m, c in curves.items()}
     return {"beta": float(beta), "agd_beta": agd_beta, "kappa": float(kappa), "mu": mu,
             "num_steps": int(num_steps), "eigenvalues_2d": lam2, "paths": paths,
             "curves": curves, "predicted_rate": predicted, "measured_rate": measured,
             "final_error": {m: float(c[-1]) for m, c in curves.items()},
-            "best_hb_beta": cj.hb_unit_step_beta(mu)}
+            "best_hb_beta": rates.hb_unit_step_beta(mu)}
 
 
 def draw_beta_view(view: dict[str, Any]) -> Any:

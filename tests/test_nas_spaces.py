@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
+from optnb.nas.edges import Edge, space_edges
 from optnb.nas.errors import NasError, UnknownNameError
 from optnb.nas.network import count_parameters
 from optnb.nas.operations import DARTS_PRIMITIVES, PRIMITIVES
-from optnb.nas.spaces import Edge, SearchNetwork, init_alphas, space_edges
+from optnb.nas.spaces import SearchNetwork, init_alphas
 
 
 def tiny(space: str, **kw) -> SearchNetwork:

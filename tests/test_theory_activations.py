@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from optnb.theory import activations as A
-from optnb.theory.equivalence import Lemma1Cost, random_spd
+from optnb.theory.equivalence import Lemma1Cost
+from optnb.theory.spd import random_spd
 
 NAMES = list(A.ACTIVATIONS)
 REQUIRED = {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "softsign",

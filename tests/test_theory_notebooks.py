@@ -13,7 +13,7 @@ import pytest
 
 from optnb.experiments import read_notebook_results, read_sidecar
 from optnb.experiments.runner import Run, run_many
-from optnb.theory import conjecture
+from optnb.theory import rates
 
 PARAMETERS = {
     "01_forward_pass_is_gradient_descent": {"ACTIVATION": "softsign", "WIDTH": 7,
@@ -79,8 +79,8 @@ def test_04_other_beta(executed):
     res = _results(executed["04_faster_optimizer_better_network"])
     q = res["quadratic_rates_at_kappa"]
     assert q["hb_beta"] == 0.5 and q["kappa"] == 30.0
-    lam = conjecture.quadratic_spectrum(30.0, 32)
-    assert q["predicted"]["HB"] == pytest.approx(conjecture.momentum_rate("HB", 0.5, lam))
+    lam = rates.quadratic_spectrum(30.0, 32)
+    assert q["predicted"]["HB"] == pytest.approx(rates.momentum_rate("HB", 0.5, lam))
     assert res["lemma1_cost_rates"]["activation"] == "softplus"
     nets = res["inspired_nets"]
     assert nets["net_beta"] == 0.9 and nets["dataset"] == "embedded" and nets["dataset_real"] is False

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from optnb.models.errors import ModelOptionError, check_choice, check_finite
 from optnb.models.init import init_weights
 from optnb.models.scaled_norm import ScaledBatchNorm2d
+from optnb.theory.algorithms import cumulative_coefficients
 
 __all__ = [
     "AGD_COEFFICIENTS",
@@ -61,8 +62,6 @@ def agd_coefficients(num_layers: int, beta: float | None = None) -> np.ndarray:
     Row ``k`` weighs the branch outputs in the input of layer ``k`` (row ``m``: the block
     output). ``beta=None`` is the theta schedule of (3); a float is AGD's constant momentum.
     """
-    from optnb.theory.algorithms import cumulative_coefficients
-
     table = np.asarray(cumulative_coefficients(num_layers, beta), dtype=np.float64)
     if table.shape != (num_layers + 1, num_layers):
         raise RuntimeError(

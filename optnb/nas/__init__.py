@@ -6,13 +6,14 @@ networks of Tables 4-5, the checkpointed search loop, plots and the ``optnb sear
 
 from optnb.nas.architect import Architect, unrolled_grad, unrolled_grad_autograd
 from optnb.nas.derive import RULES, derive, derive_cell
+from optnb.nas.edges import SPACES, space_edges
 from optnb.nas.errors import GenotypeError, NasError, UnknownNameError
 from optnb.nas.evaluate import EvalConfig, EvalResult, train_genotype
 from optnb.nas.genotypes import Genotype, count_parameter_free, parse, to_json, to_text
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, drop_path
 from optnb.nas.operations import DARTS_PRIMITIVES, OPS, PRIMITIVES, build_op
 from optnb.nas.search import SearchConfig, SearchResult, search
-from optnb.nas.spaces import SPACES, SearchNetwork, space_edges
+from optnb.nas.spaces import SearchNetwork
 
 __all__ = [
     "Architect", "DARTS_PRIMITIVES", "EvalConfig", "EvalResult", "Genotype", "GenotypeError",

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from optnb.nas.edges import check_space, node_slices, space_edges
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, normalize
-from optnb.nas.spaces import check_space, node_slices, space_edges
 
 #: space -> its derive rules, default first.
 RULES: dict[str, tuple[str, ...]] = {

@@ -14,19 +14,22 @@ nodes, output = concat of the nodes, eq. (14)):
 
 Alphas (one ``edges x ops`` matrix per cell type, shared by all cells of that type) and edge logits
 are ``nn.Parameter``s of the supernet, so they are in ``state_dict()``, checkpoints and DDP.
-Mixing weights are the softmax over all ops, ``none`` included (eq. (17)).
+Mixing weights are the softmax over all ops, ``none`` included (eq. (17)). The edge layout of each
+space is ``edges.py``; ``SearchNetwork.genotype`` applies the derive rules of ``derive.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optnb.nas.derive import derive
+from optnb.nas.edges import SPACES, Edge, check_space, node_slices, space_edges
 from optnb.nas.errors import NasError, unknown
+from optnb.nas.genotypes import Genotype
 from optnb.nas.grouped import grouped_mixed
 from optnb.nas.operations import (
     DARTS_PRIMITIVES,
@@ -37,54 +40,29 @@ from optnb.nas.operations import (
     check_op,
 )
 
-SPACES: tuple[str, ...] = ("darts", "hb", "agd")
+# SPACES and check_space live in edges.py; they are part of this module's API too (the search
+# configuration validates its space here).
+__all__ = [
+    "ARCH_PREFIXES",
+    "CELL_OUTPUTS",
+    "INITS",
+    "SPACES",
+    "MixedOp",
+    "SearchCell",
+    "SearchNetwork",
+    "check_space",
+    "default_primitives",
+    "init_alphas",
+]
+
 INITS: tuple[str, ...] = ("random", "zeros", "hb")
 CELL_OUTPUTS: tuple[str, ...] = ("concat", "last")
 ARCH_PREFIXES: tuple[str, ...] = ("alphas_", "edge_logits_")
 
 
-@dataclass(frozen=True)
-class Edge:
-    """One mixed op of a cell: into intermediate ``node`` (state ``node + 2``) from ``source``.
-
-    ``slot`` names the HB role (``o1``/``o2`` on x_{t-1}, ``o`` on x_{t-2}); empty otherwise.
-    """
-
-    node: int
-    source: int
-    slot: str = ""
-
-
-def check_space(space: str) -> str:
-    if space not in SPACES:
-        raise unknown("search space", space, SPACES)
-    return space
-
-
-def space_edges(space: str, steps: int = 4) -> tuple[Edge, ...]:
-    """The edges of one cell, in alpha-row order (DARTS order for darts/agd)."""
-    check_space(space)
-    if space == "hb":
-        return tuple(e for i in range(steps) for e in (
-            Edge(i, i + 1, "o1"), Edge(i, i + 1, "o2"), Edge(i, i, "o")))
-    return tuple(Edge(i, j) for i in range(steps) for j in range(2 + i))
-
-
 def default_primitives(space: str) -> tuple[str, ...]:
     """DARTS's 8 ops for the ``darts`` baseline; the paper's 9 (Table 3) for ``hb`` and ``agd``."""
     return DARTS_PRIMITIVES if check_space(space) == "darts" else PRIMITIVES
-
-
-def node_slices(edges: Sequence[Edge]) -> list[slice]:
-    """The contiguous row range of each node's incoming edges."""
-    out, start = [], 0
-    while start < len(edges):
-        stop = start
-        while stop < len(edges) and edges[stop].node == edges[start].node:
-            stop += 1
-        out.append(slice(start, stop))
-        start = stop
-    return out
 
 
 def init_alphas(space: str, primitives: Sequence[str], steps: int = 4, init: str = "random",
@@ -310,10 +288,8 @@ class SearchNetwork(nn.Module):
                             for k in ("normal", "reduce")})
         return out
 
-    def genotype(self, rule: str | None = None):
+    def genotype(self, rule: str | None = None) -> Genotype:
         """The discrete cell of paper §9.3 by the space's derive rule (see ``derive.py``)."""
-        from optnb.nas.derive import derive
-
         state = self.arch_state()
         return derive(self.space, state["alpha_normal"], state["alpha_reduce"], self.primitives,
                       steps=self.steps, rule=rule, path_normal=state.get("path_normal"),

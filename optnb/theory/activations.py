@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from optnb.theory.spd import check_spd
+
 __all__ = [
     "ACTIVATIONS",
     "Activation",
@@ -407,8 +409,6 @@ def cost_constants(activation: str | Activation, W: Any) -> CostConstants:
     With ``a <= Phi' <= b``: ``I - b W <= Hess f <= I - a W`` (Loewner order), so the eigenvalues
     lie in ``[min(1 - b lam), max(1 - a lam)]`` over ``lam in {lam_min, lam_max}``.
     """
-    from optnb.theory.equivalence import check_spd
-
     act = get_activation(activation)
     lam = np.linalg.eigvalsh(check_spd(W))
     lam_min, lam_max = float(lam[0]), float(lam[-1])

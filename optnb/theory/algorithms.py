@@ -23,6 +23,7 @@ __all__ = [
     "ADMMIterates",
     "NesterovIterates",
     "admm_linearized",
+    "beta_schedule",
     "cumulative_coefficients",
     "gradient_descent",
     "h_coefficients",
@@ -113,8 +114,9 @@ def strongly_convex_beta(mu: float, L: float = 1.0) -> float:
     return float((np.sqrt(L) - np.sqrt(mu)) / (np.sqrt(L) + np.sqrt(mu)))
 
 
-def _beta_schedule(betas: float | Sequence[float] | np.ndarray | None, num: int) -> np.ndarray:
-    """Momenta ``beta_0 .. beta_{num-1}``: the theta schedule (None), a constant, or a sequence."""
+def beta_schedule(betas: float | Sequence[float] | np.ndarray | None, num: int) -> np.ndarray:
+    """Momenta ``beta_0 .. beta_{num-1}`` of (3)/(11): the theta schedule (None), a constant, or a
+    sequence."""
     if betas is None:
         return nesterov_betas(num)
     if np.isscalar(betas):
@@ -142,7 +144,7 @@ def h_coefficients(num: int, betas: float | Sequence[float] | None = None) -> np
     (strongly convex) momentum, a sequence gives ``beta_0, beta_1, ...`` explicitly.
     """
     num = _check_num(num)
-    beta = _beta_schedule(betas, num + 1)
+    beta = beta_schedule(betas, num + 1)
     H = np.zeros((num + 1, num), dtype=np.float64)
     for k in range(num):
         b = beta[k + 1]
@@ -160,7 +162,7 @@ def cumulative_coefficients(num: int, betas: float | Sequence[float] | None = No
     are its increments: ``h_{k,j} = c_{k,j} - c_{k-1,j}`` (with ``c_{k-1,k-1} = 0``).
     """
     num = _check_num(num)
-    beta = _beta_schedule(betas, num + 1)
+    beta = beta_schedule(betas, num + 1)
     C = np.zeros((num + 1, num), dtype=np.float64)
     for k in range(1, num + 1):
         for j in range(k):
@@ -213,7 +215,7 @@ def nesterov(grad: Grad, x0: Any, num_steps: int,
     ``y_0 .. y_{num_steps}`` (``y_{num_steps}`` uses ``beta_{num_steps}``).
     """
     _check_steps(num_steps)
-    beta = _beta_schedule(betas, num_steps + 1)
+    beta = beta_schedule(betas, num_steps + 1)
     xs, ys = [x0], []
     x_prev, x = x0, x0
     for k in range(num_steps + 1):

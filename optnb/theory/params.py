@@ -1,7 +1,7 @@
 """Notebook-specific parameters of the theory notebooks 01-04 (see ``NOTEBOOK_SPECS``).
 
 Sizes that depend on the profile (``cfg.profile``) live next to the code that uses them:
-``optnb.theory.conjecture.NET_SIZES`` and ``RATE_KAPPAS``.
+``optnb.theory.rates.RATE_KAPPAS`` and ``optnb.train.inspired.NET_SIZES``.
 """
 
 from __future__ import annotations
