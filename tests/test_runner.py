@@ -6,20 +6,26 @@ The fixture runs share one ``run_many(jobs=2)`` call (module fixture) to keep ke
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import FIXTURE_NOTEBOOKS, NOTEBOOKS
+from proctree import cmdline, descendants, wait_gone
 
-from optnb.experiments import read_notebook_results, read_sidecar
+from optnb.experiments import read_notebook_results, read_sidecar, runner, workers
+from optnb.experiments import results as results_mod
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook, list_notebooks
+from optnb.experiments.results import run_id_for
 from optnb.experiments.runner import (
     Run,
     RunResult,
-    make_run_id,
     report,
     run_many,
     run_notebook,
@@ -47,13 +53,13 @@ def _write_notebook(path: Path, *sources: str, tag_first: bool = True) -> Path:
 
 
 def test_run_id_is_stable_and_ignores_display_parameters():
-    a = make_run_id("06_train_cifar", {"SEED": 1, "MODEL": "hbnet56"})
-    b = make_run_id("06_train_cifar", {"MODEL": "hbnet56", "SEED": 1, "LIVE": "display",
-                                       "RUN_ID": "x", "RESULTS_DIR": "/tmp/elsewhere"})
-    c = make_run_id("06_train_cifar", {"SEED": 2, "MODEL": "hbnet56"})
+    a = run_id_for("06_train_cifar", {"SEED": 1, "MODEL": "hbnet56"})
+    b = run_id_for("06_train_cifar", {"MODEL": "hbnet56", "SEED": 1, "LIVE": "display",
+                                      "RUN_ID": "x", "RESULTS_DIR": "/tmp/elsewhere"})
+    c = run_id_for("06_train_cifar", {"SEED": 2, "MODEL": "hbnet56"})
     assert a == b and a != c
     assert a.startswith("06_train_cifar-") and len(a.split("-")[-1]) == 8
-    assert make_run_id("notebooks/06_train_cifar.ipynb", {"SEED": 1, "MODEL": "hbnet56"}) == a
+    assert run_id_for("notebooks/06_train_cifar.ipynb", {"SEED": 1, "MODEL": "hbnet56"}) == a
     assert Run("06_train_cifar", {"SEED": 1, "MODEL": "hbnet56"}).run_id == a
 
 
@@ -123,6 +129,18 @@ def test_skip_complete_uses_the_sidecar(tmp_results):
     [result] = run_many([run], results_dir=tmp_results, skip_complete=True)
     assert result.ok and result.skipped and result.duration_s == 0.0
     assert "skipped" in result.summary()
+
+
+def test_cell_timeout_follows_the_profile_and_the_environment_wins(monkeypatch):
+    monkeypatch.delenv("OPTNB_PROFILE", raising=False)
+    assert runner.default_cell_timeout({"PROFILE": "smoke"}) == runner.CELL_TIMEOUT["smoke"] == 600
+    assert runner.default_cell_timeout({"PROFILE": "paper"}) is None  # hours-long cells are legitimate
+    monkeypatch.setenv("OPTNB_PROFILE", "quick")
+    assert runner.default_cell_timeout({"PROFILE": "smoke"}) is None
+    monkeypatch.setenv("OPTNB_PROFILE", "fast")
+    with pytest.raises(ParameterError, match=r"PROFILE='fast' is not valid; expected one of: smoke") as info:
+        runner.default_cell_timeout({})
+    assert "\n" not in str(info.value)
 
 
 def test_report_lists_failures_with_their_error():
@@ -227,9 +245,6 @@ def test_cell_timeout_fails_the_run_and_names_the_cell(tmp_path):
 
 
 def test_run_many_skips_complete_runs_without_starting_a_process(tmp_path, monkeypatch):
-    from optnb.experiments import results as results_mod
-    from optnb.experiments import runner
-
     nb = _write_notebook(tmp_path / "noop.ipynb", "X = 1", "pass")
     runs = [Run(str(nb), {"X": i}, f"noop-{i}") for i in range(2)]
     for r in runs:
@@ -238,23 +253,24 @@ def test_run_many_skips_complete_runs_without_starting_a_process(tmp_path, monke
     def no_child(*args, **kwargs):
         raise AssertionError("a complete run must not start a child process")
 
-    monkeypatch.setattr(runner, "_run_in_child", no_child)
-    monkeypatch.setattr(runner, "run_notebook", no_child)
+    monkeypatch.setattr(runner, "WorkerPool", no_child)  # no worker process
+    monkeypatch.setattr(runner, "_execute", no_child)  # no kernel in this process either
     out = runner.run_many(runs, jobs=2, results_dir=tmp_path / "results")
     assert [r.skipped and r.ok for r in out] == [True, True]
 
 
 def test_interrupt_cancels_queued_runs_and_stops_running_children(tmp_path):
-    import os
-    import signal
-    import threading
-
-    from optnb.experiments import runner
-
     nb = _write_notebook(tmp_path / "sleeps.ipynb", "SECONDS = 120", "import time\ntime.sleep(SECONDS)")
     runs = [Run(str(nb), {"SECONDS": 120 + i}, f"sleeps-{i}") for i in range(4)]
+    before = descendants(os.getpid())
+    started_processes: set[int] = set()  # run_many's workers and their kernels, just before the interrupt
+
+    def interrupt() -> None:
+        started_processes.update(p for p in descendants(os.getpid()) - before if "resource_tracker" not in cmdline(p))
+        os.kill(os.getpid(), signal.SIGINT)
+
     # a real SIGINT, as from a terminal: it interrupts the main thread's wait for the futures
-    timer = threading.Timer(12.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(12.0, interrupt)
     timer.start()
     start = time.monotonic()
     try:
@@ -263,7 +279,9 @@ def test_interrupt_cancels_queued_runs_and_stops_running_children(tmp_path):
     finally:
         timer.cancel()
     assert time.monotonic() - start < 60, "interrupt must not wait for running or queued runs"
-    assert not runner._children
+    assert not workers.live_workers() and not multiprocessing.active_children()
+    assert started_processes, "the interrupt came before any worker started"
+    assert not wait_gone(started_processes, timeout_s=10), "a worker or kernel outlived the interrupt"
     started = [p for p in (tmp_path / "results" / "runs").glob("sleeps-*")]
     assert len(started) <= 2  # the two queued runs never started
     for folder in started:
