@@ -38,8 +38,14 @@ def results_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser().resolve() if env else repo_root() / "results"
 
 
-def run_dir(run_id: str, results: str | os.PathLike | None = None) -> Path:
-    """``<results>/runs/<run_id>/``, created on first use."""
-    path = results_dir(results) / "runs" / run_id
-    path.mkdir(parents=True, exist_ok=True)
+def runs_dir(results: str | os.PathLike | None = None) -> Path:
+    """``<results>/runs/``: one folder per run (notebook, command or plan entry)."""
+    return results_dir(results) / "runs"
+
+
+def run_dir(run_id: str, results: str | os.PathLike | None = None, create: bool = True) -> Path:
+    """``<results>/runs/<run_id>/``, created unless ``create`` is false (a lookup)."""
+    path = runs_dir(results) / run_id
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path

@@ -51,7 +51,8 @@ class Param:
             lo = "-inf" if self.lo is None else self.lo
             hi = "inf" if self.hi is None else self.hi
             return f"{noun} in [{lo}, {hi}]"
-        return {"boolean": "True or False", "text": "a string"}.get(self.kind, self.kind)
+        return {"boolean": "True or False", "text": "a string",
+                "mapping": "a mapping of names to numbers, bools or strings"}.get(self.kind, self.kind)
 
     def validate(self, name: str, value: Any) -> Any:
         """``value`` checked (numbers made float for ``number``); raises :class:`ParameterError`."""
@@ -73,6 +74,14 @@ class Param:
             if not isinstance(value, str):
                 raise fail(f"got {type(value).__name__}")
             return value
+        if self.kind == "mapping":
+            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+                raise fail(f"got {type(value).__name__}")
+            bad = [k for k, v in value.items() if not isinstance(v, (bool, int, float, str, type(None)))
+                   or (isinstance(v, float) and not math.isfinite(v))]
+            if bad:
+                raise fail(f"{bad[0]!r} is not a finite number, bool, string or None")
+            return dict(value)
         if self.kind in ("integer", "number"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise fail(f"got {type(value).__name__}")
@@ -107,6 +116,11 @@ def boolean(help: str = "") -> Param:
 
 def text(help: str = "") -> Param:
     return Param("text", help=help)
+
+
+def mapping(help: str = "") -> Param:
+    """A flat ``{name: number | bool | str | None}`` mapping, e.g. model options."""
+    return Param("mapping", help=help)
 
 
 def check_profile(name: str) -> str:

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from optnb import cli
 from optnb.train import bench
 
 TINY = bench.Sizes(batch=4, warmup=1, steps=3, loader_steps=2, loader_rounds=2, epoch_images=0,
@@ -51,11 +52,11 @@ def test_markdown_marks_cpu_targets():
 @pytest.mark.parametrize("argv, needle", [
     (["--pair", "resnet56"], "is not BASELINE:VARIANT"),
     (["--pair", "resnet56:hbnet57"], "unknown model 'hbnet57'"),
-    (["--suite", "speed"], "unknown suite 'speed'"),
+    (["--suite", "speed"], "invalid choice: 'speed'"),
     (["--frobnicate"], ""),
 ])
 def test_bad_input_exits_2(argv, needle, capsys, tmp_path):
-    assert bench.main([*argv, "--out", str(tmp_path)]) == 2
+    assert cli.main(["bench", *argv, "--out", str(tmp_path)]) == 2
     assert needle in capsys.readouterr().err
 
 

@@ -7,14 +7,10 @@ import torch
 
 from optnb.nas import genotypes as G
 from optnb.nas.errors import NasError, UnknownNameError
-from optnb.nas.evaluate import (
-    CHECKPOINT,
-    LOG,
-    EvalConfig,
-    full_size_parameters,
-    tensor_loaders,
-    train_genotype,
-)
+from optnb.nas.evaluate import EvalConfig, full_size_parameters, tensor_loaders, train_genotype
+from optnb.train import CHECKPOINT_NAME as CHECKPOINT
+from optnb.train import LOG_NAME as LOG
+from optnb.train import CheckpointMismatchError, read_jsonl
 
 TINY = {"C": 4, "layers": 3, "batch_size": 4, "epochs": 2, "max_images": 8, "cutout": 8}
 
@@ -45,14 +41,14 @@ def test_train_from_scratch_reports_final_test_error_and_resumes_exactly(data, t
     assert resumed.test_error == straight.test_error
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
-    assert len((tmp_path / LOG).read_text().splitlines()) == 2
-    with pytest.raises(NasError, match="another genotype"):
+    assert len(read_jsonl(tmp_path / LOG, "epoch")) == 2
+    with pytest.raises(CheckpointMismatchError, match=r"another run \(genotype: checkpoint"):
         run(cfg, data, tmp_path, genotype="DARTS_V1")
-    with pytest.raises(NasError, match=r"other settings \(seed: 0 -> 1\)"):
+    with pytest.raises(CheckpointMismatchError, match=r"another run \(seed: checkpoint 0 vs requested 1\)"):
         run(EvalConfig(seed=1, **TINY), data, tmp_path)
     state = torch.load(tmp_path / CHECKPOINT, weights_only=True)  # now claims to be a search's
-    torch.save({**state, "format": "optnb.nas.search/1"}, tmp_path / CHECKPOINT)
-    with pytest.raises(NasError, match="is not a optnb.nas.evaluate/1 checkpoint"):
+    torch.save({**state, "identity": {**state["identity"], "kind": "search"}}, tmp_path / CHECKPOINT)
+    with pytest.raises(CheckpointMismatchError, match="kind: checkpoint 'search' vs requested 'evaluate'"):
         run(cfg, data, tmp_path)
 
 

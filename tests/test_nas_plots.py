@@ -11,6 +11,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from optnb.nas import genotypes as G  # noqa: E402
+from optnb.nas.edges import space_edges  # noqa: E402
 from optnb.nas.operations import PRIMITIVES  # noqa: E402
 from optnb.nas.plots import (  # noqa: E402
     SearchMonitor,
@@ -20,7 +21,6 @@ from optnb.nas.plots import (  # noqa: E402
     plot_alpha,
     plot_path_weights,
 )
-from optnb.nas.spaces import space_edges  # noqa: E402
 
 
 def hb_genotype():
@@ -60,14 +60,15 @@ def test_heatmaps_have_one_row_per_edge():
 
 
 def test_search_monitor_draws_records(tmp_path):
-    record = {"epoch": 1, "train_loss": 2.3, "search_val_loss": 2.3, "train_acc": 0.1,
-              "val_acc": 0.1, "alpha_normal": np.full((14, 9), 1 / 9).tolist(),
+    record = {"epoch": 1, "train_loss": 2.3, "search_val_loss": 2.3, "train_acc": 10.0,
+              "val_acc": 10.0, "alpha_normal": np.full((14, 9), 1 / 9).tolist(),
               "alpha_reduce": np.full((14, 9), 1 / 9).tolist(),
               "path_normal": [0.5] * 14, "param_free": {"normal": 2, "reduce": 3},
               "genotype": G.to_dict(G.get("DARTS_V2"))}
     monitor = SearchMonitor("agd", PRIMITIVES, mode="off", save_to=tmp_path / "search.png")
-    assert monitor.step_every == 0  # no per-step syncs when nothing is shown
-    monitor.epoch(record)
+    monitor.on_step(1, {"loss": 2.4, "epoch": 0.5})
+    assert monitor.state["steps"] == []  # no per-step drawing when nothing is shown
+    monitor.on_epoch_end(0, record)
     fig = monitor.close()
     assert (tmp_path / "search.png").stat().st_size > 0
     assert len(fig.axes) >= 5

@@ -9,7 +9,10 @@ import torch
 
 from optnb.nas import genotypes as G
 from optnb.nas.errors import NasError, UnknownNameError
-from optnb.nas.search import CHECKPOINT, LOG, SearchConfig, read_log, search, split_indices
+from optnb.nas.search import SearchConfig, search, split_indices
+from optnb.train import CHECKPOINT_NAME as CHECKPOINT
+from optnb.train import LOG_NAME as LOG
+from optnb.train import CheckpointMismatchError, read_jsonl
 
 TINY = {"C": 4, "layers": 3, "batch_size": 4, "max_images": 16, "epochs": 2}
 
@@ -20,6 +23,10 @@ def data():
     images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=gen)
     labels = torch.randint(0, 10, (40,), generator=gen)
     return images, labels
+
+
+def read_log(run_dir):
+    return read_jsonl(run_dir / LOG, "epoch")
 
 
 def run(cfg, data, run_dir=None, **kw):
@@ -99,10 +106,10 @@ def test_bad_settings_raise_clear_errors(change, error):
 
 def test_log_mirrors_checkpoint_after_a_crash_and_settings_are_checked(data, tmp_path):
     run(SearchConfig(space="darts", epochs_limit=1, **TINY), data, tmp_path)
-    with pytest.raises(NasError, match="other settings.*seed"):
+    with pytest.raises(CheckpointMismatchError, match="another run.*seed"):
         run(SearchConfig(space="darts", seed=1, **TINY), data, tmp_path)
     with (tmp_path / LOG).open("a") as fh:  # a line written after the last checkpoint
-        fh.write(json.dumps({"epoch": 2, "stale": True}) + "\n")
+        fh.write(json.dumps({"kind": "epoch", "epoch": 2, "stale": True}) + "\n")
     result = run(SearchConfig(space="darts", **TINY), data, tmp_path)
     log = read_log(tmp_path)
     assert [r["epoch"] for r in log] == [1, 2] and "stale" not in log[-1]

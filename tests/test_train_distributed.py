@@ -26,7 +26,7 @@ def _model() -> nn.Module:
 
 def _train(rank: int, world: int, batch: int, run_dir: str) -> dict[str, torch.Tensor]:
     from optnb import data
-    from optnb.train import FitOptions, JsonlLogger, fit, recipes
+    from optnb.train import FitOptions, fit, recipes
 
     x, y = data.load("synthetic", num_samples=40, image_size=8, seed=0)
     kw = dict(mean=data.MEAN["synthetic"], std=data.STD["synthetic"], rank=rank, world_size=world)
@@ -34,8 +34,8 @@ def _train(rank: int, world: int, batch: int, run_dir: str) -> dict[str, torch.T
     test = data.GpuLoader(x[:10], y[:10], 4, augment=False, shuffle=False, drop_last=False, **kw)
     recipe = recipes.get("densenet_cifar").replace(epochs=2, milestones=(0.5,))
     model = _model()
+    # with a run folder, fit writes <run_dir>/metrics.jsonl itself (rank 0 only)
     result = fit(model, train, recipe, test=test, device="cpu", run_dir=run_dir,
-                 callbacks=[JsonlLogger(os.path.join(run_dir, "metrics.jsonl"))],
                  options=FitOptions(steps_per_epoch=3, log_every=1))
     out = {k: v.detach().clone() for k, v in model.state_dict().items()}
     out["test_loss"] = torch.tensor(result.final["test_loss"], dtype=torch.float64)

@@ -143,9 +143,9 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
-    _fit(_model(), tmp_path, stop_after=1, meta={"model": "resnet56"})
+    _fit(_model(), tmp_path, stop_after=1, identity={"model": "resnet56"})
     with pytest.raises(CheckpointMismatchError, match="model: checkpoint 'resnet56' vs requested"):
-        _fit(_model(), tmp_path, resume=True, meta={"model": "hbnet56"})
+        _fit(_model(), tmp_path, resume=True, identity={"model": "hbnet56"})
 
 
 def test_metrics_jsonl_and_live_plot(tmp_path):

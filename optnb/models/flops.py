@@ -64,9 +64,11 @@ def _per_output_element(*args: Any, out_shape: Sequence[int] | None = None, **kw
     return math.prod(out_shape) if out_shape is not None else 0
 
 
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all of them, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def count_params(model: nn.Module, trainable_only: bool = False, skip: Sequence[str] = ()) -> int:
+    """Number of parameters: all of them, or only those with ``requires_grad``, leaving out those
+    whose name contains one of ``skip`` (e.g. an auxiliary head, as DARTS counts)."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if (p.requires_grad or not trainable_only) and not any(s in name for s in skip))
 
 
 def count_compute(model: nn.Module, input_size: int | Sequence[int]) -> dict[str, int]:

@@ -4,35 +4,36 @@ CIFAR-10 (Table 4): 20 cells, C = 36, 600 epochs, batch 96, SGD 0.025 (momentum 
 cosine to 0, grad-clip 5), cutout 16, drop path 0.2 ramped linearly from 0, auxiliary head 0.4.
 ImageNet transfer (Table 5): DARTS's mobile recipe (see ``params.IMAGENET_RECIPE``).
 
-The test error is the one **at the end of training**, never the best epoch on the test set. Each
-epoch writes an atomic checkpoint (weights, optimiser, epoch, data order, the drop-path generator
-and the global RNG) and a JSON line, so a run resumes exactly.
+The training is ``optnb.train.fit`` with :class:`DropPathStep`; the test error is the one **at
+the end of training**, never the best epoch on the test set. Each epoch writes an atomic
+checkpoint (weights, optimiser, epoch, data order, the drop-path generator and the global RNG)
+and a JSON line, so a run resumes exactly.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
+from optnb.data import GpuLoader, make_loader
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, normalize, to_dict
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, drop_path_schedule
-from optnb.nas.search import PRECISIONS, autocast_factory, mirror_log, open_checkpoint
+from optnb.nas.search import PRECISIONS
+from optnb.train import Callback, ClassifierStep, FitOptions, evaluate, fit
+from optnb.train.checkpoint import GeneratorState
+from optnb.train.engine import held_out_metrics
 
 NETWORKS = ("cifar", "imagenet")
 SCHEDULES = ("cosine", "exp97")
-CHECKPOINT = "eval_ckpt.pt"
-LOG = "eval.jsonl"
-FORMAT = "optnb.nas.evaluate/1"
-_RESUME_FREE = ("eval_every", "epochs_limit")
+#: config keys that may change between a checkpoint and its resume
+RESUME_FREE = ("eval_every", "epochs_limit")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class EvalConfig:
     precision: str = "auto"
     max_images: int = 0  # 0: every image of both splits
     eval_every: int = 0  # 0: test only after the last epoch
-    epochs_limit: int = 0  # stop after this many epochs in this call (0: run to the end)
+    epochs_limit: int = 0  # stop once this many epochs are done in total (0: run to the end)
     seed: int = 0
 
     def checked(self) -> EvalConfig:
@@ -74,10 +75,22 @@ class EvalConfig:
                 raise NasError(f"{name} must be >= 1, got {getattr(self, name)}")
         return self
 
-    def lr_at(self, epoch: int) -> float:
+    def lr_at(self, epoch: int, epochs: int | None = None) -> float:
+        """The learning rate of (0-based) ``epoch`` of ``epochs`` (default: the config's)."""
         if self.schedule == "exp97":
             return self.lr * 0.97 ** epoch
-        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / self.epochs))
+        epochs = epochs or self.epochs
+        return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / epochs))
+
+    @property
+    def bf16(self) -> bool | None:
+        """bf16 autocast: None = the engine's default (on CUDA), else as ``precision`` says."""
+        return {"auto": None, "fp32": False, "bf16": True}[self.precision]
+
+    def identity(self, genotype: Genotype) -> dict[str, Any]:
+        """What an evaluation checkpoint must match: the genotype and every other setting."""
+        settings = {k: v for k, v in asdict(self).items() if k not in RESUME_FREE}
+        return {"kind": "evaluate", "genotype": to_dict(genotype), **settings}
 
 
 @dataclass
@@ -114,29 +127,6 @@ def full_size_parameters(genotype: Genotype, network: str = "cifar", num_classes
     return count_parameters(net)
 
 
-@torch.no_grad()
-def test(model: torch.nn.Module, loader, autocast: Callable[[], Any]) -> dict[str, float]:
-    """Top-1 and top-5 error (percent) and mean loss, eval mode."""
-    was = model.training
-    model.eval()
-    sums = torch.zeros(3, device=loader.device)  # loss, top-1 correct, top-5 correct
-    n = 0
-    for x, y in loader:
-        with autocast():
-            logits, _ = model(x)
-        logits = logits.float()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"),
-                             (top[:, 0] == y).sum().float(),
-                             (top == y[:, None]).any(1).sum().float()])
-        n += len(y)
-    model.train(was)
-    loss, c1, c5 = sums.tolist()
-    n = max(n, 1)
-    return {"test_loss": loss / n, "test_error": 100.0 * (1 - c1 / n),
-            "top5_error": 100.0 * (1 - c5 / n)}
-
-
 def _subset(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int):
     if not n or n >= len(images):
         return images, labels
@@ -146,11 +136,9 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int):
 
 def tensor_loaders(cfg: EvalConfig, train_data: tuple[torch.Tensor, torch.Tensor],
                    test_data: tuple[torch.Tensor, torch.Tensor], dataset: str,
-                   device: torch.device | str = "cpu"):
+                   device: torch.device | str = "cpu") -> tuple[GpuLoader, GpuLoader]:
     """Device-resident loaders for in-memory data: augmented (crop, flip, cutout) training
     batches and ordered test batches; ``cfg.max_images`` caps both splits (seeded subsets)."""
-    from optnb.data import make_loader
-
     x_train, y_train = _subset(*train_data, cfg.max_images, cfg.seed)
     x_test, y_test = _subset(*test_data, cfg.max_images, cfg.seed + 1)
     train = make_loader(dataset, x_train, y_train, cfg.batch_size, device, augment=True,
@@ -159,17 +147,29 @@ def tensor_loaders(cfg: EvalConfig, train_data: tuple[torch.Tensor, torch.Tensor
     return train, test
 
 
-def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader, test_loader,
+@dataclass
+class DropPathStep(ClassifierStep):
+    """The evaluation network's step: drop path ramps linearly from 0 to ``drop_path`` (DARTS)."""
+
+    network: nn.Module | None = None  # the raw network whose drop_path_prob is set
+    drop_path: float = 0.0
+    epochs: int = 1
+
+    def start_epoch(self, epoch: int) -> dict[str, Any]:
+        self.network.drop_path_prob = drop_path_schedule(epoch, self.epochs, self.drop_path)
+        return {"drop_path_prob": self.network.drop_path_prob}
+
+
+def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_loader: Any,
                    device: torch.device | str = "cpu", run_dir: str | Path | None = None,
-                   resume: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                   resume: bool = True, callbacks: Sequence[Callback] = (),
                    num_classes: int = 10) -> EvalResult:
     """Train ``genotype`` from scratch and test it after the last epoch (module docstring).
 
     The loaders yield normalised device batches and have ``state_dict``/``load_state_dict``
     (``optnb.data.GpuLoader`` from :func:`tensor_loaders`, or ``FolderLoader`` for ImageNet).
+    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``.
     """
-    from optnb.train.checkpoint import rng_state, save_atomic, set_rng_state
-
     cfg = cfg.checked()
     genotype = normalize(genotype)
     device = torch.device(device)
@@ -180,77 +180,23 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader, test_loade
         model = build_network(genotype, cfg, num_classes)
     model = model.to(device)
     model.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    params = count_parameters(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    autocast = autocast_factory(device, cfg.precision)
 
-    run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt = run_dir / CHECKPOINT if run_dir else None
-    history: list[dict[str, Any]] = []
-    start, wall = 0, 0.0
-    if ckpt is not None and resume and ckpt.is_file():
-        state = open_checkpoint(ckpt, FORMAT, cfg, _RESUME_FREE, device)
-        if state["genotype"] != to_dict(genotype):
-            raise NasError(f"checkpoint {ckpt} was made with another genotype; "
-                           "use another run directory")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        train_loader.load_state_dict(state["train_loader"])
-        model.drop_path_generator.set_state(state["drop_path_rng"].cpu())
-        set_rng_state(state["rng"])
-        history, start, wall = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
-    mirror_log(run_dir, LOG, history)
-    stop = cfg.epochs if not cfg.epochs_limit else min(cfg.epochs, start + cfg.epochs_limit)
+    def make_step(net: nn.Module, opt: torch.optim.Optimizer, amp: bool) -> DropPathStep:
+        return DropPathStep(net, opt, amp=amp, grad_clip=cfg.grad_clip,
+                            label_smoothing=cfg.label_smoothing, aux_weight=cfg.aux_weight,
+                            network=model, drop_path=cfg.drop_path, epochs=cfg.epochs)
 
-    for epoch in range(start, stop):
-        t0 = time.perf_counter()
-        lr = cfg.lr_at(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.drop_path_prob = drop_path_schedule(epoch, cfg.epochs, cfg.drop_path)
-        model.train()
-        sums = torch.zeros(2, device=device)  # loss * batch, correct (no per-step host sync)
-        n = 0
-        for x, y in train_loader:
-            with autocast():
-                logits, aux = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if aux is not None:
-                loss = loss + cfg.aux_weight * F.cross_entropy(
-                    aux.float(), y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float()])
-            n += len(y)
-        loss_sum, correct = sums.tolist()
-        n = max(n, 1)
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr,
-                                  "drop_path_prob": model.drop_path_prob,
-                                  "train_loss": loss_sum / n, "train_acc": correct / n}
-        if epoch + 1 == cfg.epochs or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-            record.update(test(model, test_loader, autocast))
-        epoch_s = time.perf_counter() - t0
-        wall += epoch_s
-        record.update({"epoch_s": epoch_s, "wall_s": wall})
-        history.append(record)
-        if ckpt is not None:
-            save_atomic({"format": FORMAT, "config": asdict(cfg), "genotype": to_dict(genotype),
-                         "epoch": epoch + 1, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(),
-                         "train_loader": train_loader.state_dict(), "rng": rng_state(),
-                         "drop_path_rng": model.drop_path_generator.get_state(),
-                         "history": history, "wall_s": wall}, ckpt)
-            with (run_dir / LOG).open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if on_epoch is not None:
-            on_epoch(record)
-    final = history[-1] if history and "test_error" in history[-1] else {}
-    if not final:
-        final = test(model, test_loader, autocast)
-    return EvalResult(genotype, final["test_error"], final["top5_error"], final["test_loss"],
-                      params, history, model, wall, cfg)
-
+    options = FitOptions(stop_after=cfg.epochs_limit or None, eval_every=cfg.eval_every,
+                         amp=cfg.bf16, channels_last=False, resume=resume, restart=not resume,
+                         identity=cfg.identity(genotype))
+    fitted = fit(model, train_loader, cfg, test=test_loader, optimizer=optimizer,
+                 make_step=make_step, state={"drop_path_rng": GeneratorState(model.drop_path_generator)},
+                 device=device, run_dir=run_dir, callbacks=callbacks, options=options)
+    final = fitted.final
+    if "test_error" not in final:  # stopped before the last epoch: test the weights as they are
+        amp = device.type == "cuda" if cfg.bf16 is None else cfg.bf16
+        final = held_out_metrics(evaluate(model, test_loader, device, amp=amp), "test")
+    return EvalResult(genotype, final["test_error"], final["test_top5_error"], final["test_loss"],
+                      count_parameters(model), fitted.history, model, fitted.wall_s, cfg)

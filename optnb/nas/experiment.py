@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from optnb import data
 from optnb.nas import genotypes
 from optnb.nas.errors import NasError
 from optnb.nas.evaluate import EvalConfig, EvalResult, full_size_parameters, tensor_loaders
 from optnb.nas.params import SEARCH_IMAGE_SIZE, TRANSFER_IMAGE_SIZE
 from optnb.nas.search import SearchResult
+from optnb.paths import run_dir
 
 
 def _image_size(dataset: str, size: int | None) -> int | None:
@@ -23,8 +26,6 @@ def _image_size(dataset: str, size: int | None) -> int | None:
 
 def load_search_data(cfg: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The training split searched over (uint8 images, labels); smoke shrinks the images."""
-    from optnb import data
-
     return data.load(cfg.dataset, train=True,
                      image_size=_image_size(cfg.dataset, SEARCH_IMAGE_SIZE[cfg.profile]))
 
@@ -36,10 +37,6 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
     real ImageNet tree outside the smoke profile: streamed by ``optnb.data.FolderLoader``
     (RandomResizedCrop + flip at 224, worker processes decode).
     """
-    import os
-
-    from optnb import data
-
     if cfg.task == "imagenet" and cfg.dataset == "imagenet" and cfg.profile != "smoke":
         size = TRANSFER_IMAGE_SIZE[cfg.profile]
         opts = {"mean": data.MEAN["imagenet"], "std": data.STD["imagenet"], "resolution": size,
@@ -57,9 +54,7 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
 
 def genotype_of_run(run_id: str, results_dir: str | Path | None = None) -> genotypes.Genotype:
     """The genotype a finished ``08_nas_search`` run wrote (``genotype.json``)."""
-    from optnb.paths import results_dir as default_results
-
-    path = default_results(results_dir) / "runs" / run_id / "genotype.json"
+    path = run_dir(run_id, results_dir, create=False) / "genotype.json"
     if not path.is_file():
         raise NasError(f"search run {run_id!r} has no genotype at {path}; run 08_nas_search "
                        "first or pass GENOTYPE")
@@ -99,7 +94,7 @@ def search_summary(result: SearchResult) -> list[tuple[str, Any, str | None]]:
         ("search_epochs", last.get("epoch", 0), "epochs"),
         ("search_complete", result.complete, None),
         ("param_free_ops", genotypes.count_parameter_free(result.genotype), "ops per cell"),
-        ("search_val_acc", last.get("val_acc"), "fraction (search split, supernet)"),
+        ("search_val_acc", last.get("val_acc"), "% (search split, supernet)"),
         ("params_m", full_size_parameters(result.genotype) / 1e6,
          "M (evaluation network C=36, 20 cells, no aux)"),
     ]

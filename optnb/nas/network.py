@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from optnb.models import count_params
 from optnb.nas.genotypes import Genotype, cell_steps, normalize
 from optnb.nas.operations import FactorizedReduce, ReLUConvBN, build_op, is_drop_path_exempt
 from optnb.nas.spaces import ARCH_PREFIXES
@@ -213,9 +214,7 @@ class NetworkImageNet(_Network):
 
 
 def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:
-    """Parameters as the paper reports them: the auxiliary head is excluded (DARTS's
-    ``count_parameters_in_MB`` skips names containing "auxiliary"); search-space architecture
-    parameters are never counted."""
-    return sum(p.numel() for n, p in model.named_parameters()
-               if not n.startswith(ARCH_PREFIXES)
-               and not (exclude_auxiliary and "auxiliary" in n))
+    """Parameters as the paper (and DARTS's ``count_parameters_in_MB``) reports them for a cell
+    network: the auxiliary head is excluded and search-space architecture parameters are never
+    counted."""
+    return count_params(model, skip=(*ARCH_PREFIXES, *(("auxiliary",) if exclude_auxiliary else ())))

@@ -12,9 +12,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
+from optnb.live import LiveFigure
+from optnb.nas.edges import Edge, space_edges
 from optnb.nas.genotypes import Genotype, arity, cell_steps, from_json, normalize
 from optnb.nas.operations import PRIMITIVES
-from optnb.nas.spaces import Edge, space_edges
+from optnb.train.callbacks import Callback
 
 OP_COLORS = {
     "none": "#bbbbbb", "max_pool_3x3": "#1f77b4", "avg_pool_3x3": "#17becf",
@@ -159,8 +161,8 @@ def plot_curves(ax: Axes, history: Sequence[dict[str, Any]],
         val = [(r["epoch"], r["val_acc"]) for r in history if r.get("val_acc") is not None]
         if val:
             acc.plot(*zip(*val), "v-", color="#d62728", ms=3, label="val acc")
-        acc.set_ylim(0, 1)
-        acc.set_ylabel("accuracy", fontsize=7)
+        acc.set_ylim(0, 100)
+        acc.set_ylabel("accuracy (%)", fontsize=7)
         acc.tick_params(labelsize=6)
         acc.legend(fontsize=6, loc="upper right")
     ax.set_xlabel("epoch")
@@ -197,26 +199,29 @@ def draw_search(fig: Figure, state: dict[str, Any]) -> None:
     fig.suptitle(state.get("title") or f"search space {space}", fontsize=10)
 
 
-class SearchMonitor:
-    """Feeds ``optnb.nas.search.search(monitor=...)`` into a throttled ``LiveFigure``."""
+class SearchMonitor(Callback):
+    """A ``fit`` callback (``search(..., callbacks=[monitor])``) that draws the search live:
+    losses, softmax(alpha), path weights, parameter-free ops and the derived cell, throttled."""
 
     def __init__(self, space: str, primitives: Sequence[str], mode: str = "off",
-                 save_to: str | Path | None = None, step_every: int = 5, title: str = "",
+                 save_to: str | Path | None = None, title: str = "",
                  min_interval: float = 1.0) -> None:
-        from optnb.live import LiveFigure
-
         self.state: dict[str, Any] = {"space": space, "primitives": list(primitives),
                                       "history": [], "steps": [], "title": title}
-        self.step_every = step_every if mode != "off" else 0
+        self.live = mode != "off"  # headless: only the final figure, no per-step drawing
         self.figure = LiveFigure(draw_search, mode=mode, min_interval=min_interval,
                                  save_to=save_to, figsize=(13.0, 7.0))
 
-    def step(self, epoch: int, step: int, steps: int, loss: float) -> None:
-        self.state["steps"].append((epoch + step / steps, loss))
-        self.figure.update(self.state)
+    def on_fit_start(self, info: dict[str, Any]) -> None:
+        self.state["history"] = []
 
-    def epoch(self, record: dict[str, Any], model: Any = None) -> None:
-        self.state["history"].append(record)
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if self.live:
+            self.state["steps"].append((metrics["epoch"], metrics["loss"]))
+            self.figure.update(self.state)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self.state["history"].append(metrics)
         self.figure.update(self.state, force=True)
 
     def close(self) -> Figure:

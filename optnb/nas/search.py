@@ -1,16 +1,15 @@
-"""The search loop of paper §9.3: bilevel alternation, per-epoch checkpoints, JSONL logs.
+"""The NAS search of paper §9.3: the bilevel step, run by the one training loop (``optnb.train.fit``).
 
 Each iteration draws a train batch and a val batch (the 25k/25k split of the CIFAR-10 training
 set; the profile shrinks it), takes an architecture step (``architect.py``), then a weight step
 (SGD, momentum 0.9, wd 3e-4, grad-clip 5, cosine lr from 0.025 to 0). Architecture: Adam 3e-4,
-betas (0.5, 0.999), wd 1e-3, for alphas and AGD edge logits alike.
-
-Every epoch writes, atomically, one checkpoint with the weights, alphas and edge logits, both
-optimisers, the epoch (which fixes the lr of the closed-form cosine schedule), both loaders' data
-order and all RNG states, so ``search(..., resume=True)`` continues exactly; and appends one JSON
-line with losses, accuracies, lr, timings, softmax(alpha), path weights, the derived genotype and
-how many parameter-free ops it holds. Several seeds run as separate processes (``optnb search
---seeds 0 1 2 3 --jobs 4``).
+betas (0.5, 0.999), wd 1e-3, for alphas and AGD edge logits alike. :class:`BilevelStep` is that
+iteration; ``fit`` supplies the loop, the evaluation on the held-out half, the per-epoch atomic
+checkpoint (weights, alphas and edge logits, both optimisers, both loaders' data order, all RNG
+states: ``search(..., resume=True)`` continues exactly), the divergence guard and the JSONL log
+``metrics.jsonl``, whose epoch records carry losses, accuracies, lr, timings, softmax(alpha), path
+weights, the derived genotype and how many parameter-free ops it holds. Several seeds run as
+separate processes (``optnb search --seeds 0 1 2 3 --jobs 4``).
 
 DARTS-code fidelity quirks (fixed by default) come back with ``darts_compat=True``: first/last
 split, arch batches drawn with replacement (``next(iter(valid_queue))``), the lr off by one epoch
@@ -22,28 +21,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
+from optnb.data import NUM_CLASSES, GpuLoader, make_loader
 from optnb.nas.architect import HVP_MODES, ORDERS, Architect
 from optnb.nas.derive import check_rule
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, count_parameter_free, to_dict
-from optnb.nas.network import count_parameters
 from optnb.nas.spaces import CELL_OUTPUTS, INITS, SearchNetwork, check_space
+from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, fit
 
 PRECISIONS = ("auto", "fp32", "bf16")
-CHECKPOINT = "search_ckpt.pt"
-LOG = "search.jsonl"
-FORMAT = "optnb.nas.search/1"
 #: config keys that may change between a checkpoint and its resume
-_RESUME_FREE = ("val_every", "epochs_limit")
+RESUME_FREE = ("val_every", "epochs_limit")
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ class SearchConfig:
     train_portion: float = 0.5
     max_images: int = 0  # 0: the whole training set
     val_every: int = 1  # full validation pass every k epochs (and after the last)
-    epochs_limit: int = 0  # stop after this many epochs in this call (0: run to the end)
+    epochs_limit: int = 0  # stop once this many epochs are done in total (0: run to the end)
     seed: int = 0
 
     def checked(self) -> SearchConfig:
@@ -109,10 +105,21 @@ class SearchConfig:
     def eta_min(self) -> float:
         return 0.001 if self.darts_compat else self.lr_min
 
-    def lr_at(self, epoch: int) -> float:
-        """Closed-form cosine annealing (no restart); DARTS-compat runs epoch e at lr(e+1)."""
-        e = min(epoch + 1, self.epochs) if self.darts_compat else epoch
-        return self.eta_min + 0.5 * (self.lr - self.eta_min) * (1 + math.cos(math.pi * e / self.epochs))
+    def lr_at(self, epoch: int, epochs: int | None = None) -> float:
+        """Closed-form cosine annealing over ``epochs`` (default: the config's), no restart;
+        DARTS-compat runs epoch e at lr(e+1)."""
+        epochs = epochs or self.epochs
+        e = min(epoch + 1, epochs) if self.darts_compat else epoch
+        return self.eta_min + 0.5 * (self.lr - self.eta_min) * (1 + math.cos(math.pi * e / epochs))
+
+    @property
+    def bf16(self) -> bool | None:
+        """bf16 autocast: None = the engine's default (on CUDA), else as ``precision`` says."""
+        return {"auto": None, "fp32": False, "bf16": True}[self.precision]
+
+    def identity(self) -> dict[str, Any]:
+        """What a search checkpoint must match to be resumed (every setting but ``RESUME_FREE``)."""
+        return {"kind": "search", **{k: v for k, v in asdict(self).items() if k not in RESUME_FREE}}
 
 
 @dataclass
@@ -192,67 +199,57 @@ def arch_record(model: SearchNetwork, rule: str) -> dict[str, Any]:
     return out
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, autocast: Callable[[], Any]) -> tuple[float, float]:
-    """Mean loss and top-1 accuracy over a loader, in eval mode."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), device=loader.device)
-    count = 0
-    for x, y in loader:
-        with autocast():
-            logits = model(x)
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    model.train(was_training)
-    return loss_sum.item() / max(count, 1), correct.item() / max(count, 1)
+class BilevelStep:
+    """One search iteration: an architecture step on a validation batch, then a weight step on
+    the training batch with the architecture held fixed (``detach_arch``)."""
+
+    def __init__(self, model: SearchNetwork, architect: Architect, weights: ClassifierStep,
+                 val: GpuLoader | None, derive_rule: str, darts_compat: bool = False) -> None:
+        self.model, self.architect, self.weights = model, architect, weights
+        self.val, self.derive_rule, self.darts_compat = val, derive_rule, darts_compat
+        self._val_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def start_epoch(self, epoch: int) -> dict[str, Any]:
+        # darts_compat: no epoch iterator, a fresh one per step = batches drawn with replacement
+        self._val_batches = None if self.darts_compat else iter(self.val)
+        return {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        batches = self._val_batches if self._val_batches is not None else iter(self.val)
+        xv, yv = next(batches)
+        return self.update(x, y, xv, yv)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> StepOutput:
+        """The two steps on given batches (also what ``optnb.nas.bench`` times)."""
+        val_loss = self.architect.step(x, y, xv, yv)
+        out = self.weights(x, y)
+        out.extra["search_val_loss"] = val_loss.detach().float()
+        return out
+
+    def end_epoch(self) -> dict[str, Any]:
+        return arch_record(self.model, self.derive_rule)
 
 
-def open_checkpoint(path: Path, fmt: str, cfg: Any, free: tuple[str, ...],
-                    device: torch.device | str) -> dict[str, Any]:
-    """Load a search or evaluation checkpoint to resume from, refusing one of another kind
-    (``fmt``) or one made with other settings (every ``cfg`` field except those in ``free``)."""
-    from optnb.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path, map_location=device)
-    if state.get("format") != fmt:
-        raise NasError(f"{path} is not a {fmt} checkpoint ({state.get('format')!r})")
-    saved, now = state["config"], asdict(cfg)
-    diff = [k for k in now if k not in free and _plain(saved.get(k)) != _plain(now[k])]
-    if diff:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-        raise NasError(f"checkpoint {path} was made with other settings ({details}); "
-                       "use another run directory or resume=False")
-    return state
+def weight_optimizer(model: SearchNetwork, cfg: SearchConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD on the supernet's weights (never its architecture parameters)."""
+    return torch.optim.SGD(model.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, fused=device.type == "cuda")
 
 
-def mirror_log(run_dir: Path | None, name: str, history: list[dict[str, Any]]) -> None:
-    """Rewrite the JSONL log from the checkpoint's history, so the two never disagree."""
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in history))
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, (tuple, list)) else value
+def arch_optimizer(model: SearchNetwork, cfg: SearchConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(model.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
+                            weight_decay=cfg.arch_weight_decay)
 
 
 def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
            device: torch.device | str = "cpu", dataset: str = "embedded",
-           run_dir: str | Path | None = None, resume: bool = True, monitor: Any = None,
-           num_classes: int | None = None) -> SearchResult:
+           run_dir: str | Path | None = None, resume: bool = True,
+           callbacks: Sequence[Callback] = (), num_classes: int | None = None) -> SearchResult:
     """Run (or resume) one search; see the module docstring.
 
     ``images``/``labels``: the uint8 training set ``optnb.data.load(dataset)`` returns.
-    ``monitor``: optional object with ``step(epoch, step, steps, loss)`` (called every
-    ``monitor.step_every`` steps when that is > 0) and ``epoch(record, model)``.
+    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``.
     """
-    from optnb.data import NUM_CLASSES, make_loader
-    from optnb.train.checkpoint import rng_state, save_atomic, set_rng_state
-
     cfg = cfg.checked()
     device = torch.device(device)
     num_classes = num_classes or NUM_CLASSES.get(dataset, int(labels.max()) + 1)
@@ -264,14 +261,10 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
                              seed=cfg.seed + 1, **opts)
     eval_loader = make_loader(dataset, images[val_idx], labels[val_idx], 2 * cfg.batch_size,
                               device, train=False)
-    steps = min(len(train_loader), len(val_loader))
 
     model = build_model(cfg, num_classes).to(device)
-    weights = model.weight_parameters()
-    w_opt = torch.optim.SGD(weights, lr=cfg.lr, momentum=cfg.momentum,
-                            weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
-                             weight_decay=cfg.arch_weight_decay)
+    w_opt = weight_optimizer(model, cfg, device)
+    a_opt = arch_optimizer(model, cfg)
     autocast = autocast_factory(device, cfg.precision)
     if device.type == "cuda" and cfg.precision != "fp32":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -279,90 +272,21 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     architect = Architect(model, a_opt, w_opt, cfg.order, cfg.hvp, fd_radius=cfg.fd_radius,
                           autocast=autocast)
 
-    run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt_path = run_dir / CHECKPOINT if run_dir else None
-    history: list[dict[str, Any]] = []
-    start, wall = 0, 0.0
-    if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = open_checkpoint(ckpt_path, FORMAT, cfg, _RESUME_FREE, device)
-        model.load_state_dict(state["model"])
-        w_opt.load_state_dict(state["weight_optimizer"])
-        a_opt.load_state_dict(state["arch_optimizer"])
-        train_loader.load_state_dict(state["train_loader"])
-        val_loader.load_state_dict(state["val_loader"])
-        set_rng_state(state["rng"])
-        history, start, wall = list(state["history"]), int(state["epoch"]), float(state["wall_s"])
-    mirror_log(run_dir, LOG, history)
-    resumed_from = start
-    stop = cfg.epochs if not cfg.epochs_limit else min(cfg.epochs, start + cfg.epochs_limit)
+    def make_step(net: nn.Module, optimizer: torch.optim.Optimizer, amp: bool) -> BilevelStep:
+        weights = ClassifierStep(net, optimizer, amp=amp, grad_clip=cfg.grad_clip,
+                                 forward_kwargs={"detach_arch": True})
+        return BilevelStep(model, architect, weights, val_loader, cfg.derive_rule, cfg.darts_compat)
 
-    step_every = int(getattr(monitor, "step_every", 0) or 0)
-    for epoch in range(start, stop):
-        t0 = time.perf_counter()
-        lr = cfg.lr_at(epoch)
-        for group in w_opt.param_groups:
-            group["lr"] = lr
-        model.train()
-        sums = torch.zeros(4, device=device)  # train loss*B, train correct, val loss, n
-        val_iter = None if cfg.darts_compat else iter(val_loader)
-        for step, (x, y) in enumerate(train_loader):
-            if step >= steps:
-                break
-            # darts_compat: a fresh iterator per step = batches drawn with replacement
-            xv, yv = next(iter(val_loader)) if val_iter is None else next(val_iter)
-            val_loss = architect.step(x, y, xv, yv)
-            with autocast():
-                logits = model(x, detach_arch=True)
-            loss = F.cross_entropy(logits.float(), y)
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
-            w_opt.step()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
-                                     val_loss.float(), torch.ones((), device=device)])
-            if step_every and (step + 1) % step_every == 0:
-                monitor.step(epoch, step + 1, steps, loss.item())
-        total = sums.tolist()
-        n_img = max(total[3], 1.0) * cfg.batch_size
-        record: dict[str, Any] = {
-            "epoch": epoch + 1, "lr": lr, "steps": int(total[3]),
-            "train_loss": total[0] / n_img, "train_acc": total[1] / n_img,
-            "search_val_loss": total[2] / max(total[3], 1.0),
-            "val_loss": None, "val_acc": None,
-        }
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-            record["val_loss"], record["val_acc"] = evaluate(model, eval_loader, autocast)
-        record.update(arch_record(model, cfg.derive_rule))
-        epoch_s = time.perf_counter() - t0
-        wall += epoch_s
-        record.update({"epoch_s": epoch_s, "wall_s": wall})
-        history.append(record)
-        if ckpt_path is not None:
-            save_atomic({
-                "format": FORMAT, "config": asdict(cfg), "epoch": epoch + 1,
-                "model": model.state_dict(), "weight_optimizer": w_opt.state_dict(),
-                "arch_optimizer": a_opt.state_dict(), "train_loader": train_loader.state_dict(),
-                "val_loader": val_loader.state_dict(), "rng": rng_state(), "history": history,
-                "wall_s": wall,
-            }, ckpt_path)
-            with (run_dir / LOG).open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if monitor is not None:
-            monitor.epoch(record, model)
+    options = FitOptions(steps_per_epoch=min(len(train_loader), len(val_loader)),
+                         stop_after=cfg.epochs_limit or None, eval_every=cfg.val_every,
+                         eval_split="val", amp=cfg.bf16, channels_last=False, resume=resume,
+                         restart=not resume, identity=cfg.identity())
+    fitted = fit(model, train_loader, cfg, test=eval_loader, optimizer=w_opt, make_step=make_step,
+                 state={"arch_optimizer": a_opt, "val_loader": val_loader}, device=device,
+                 run_dir=run_dir, callbacks=callbacks, options=options)
     genotype = model.genotype(cfg.derive_rule)
+    run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         (run_dir / "genotype.json").write_text(json.dumps(to_dict(genotype)) + "\n")
-    return SearchResult(genotype, history, model, wall, str(device), run_dir, resumed_from, cfg)
-
-
-def supernet_parameters(cfg: SearchConfig, num_classes: int = 10) -> int:
-    """Weights of the supernet of ``cfg`` (architecture parameters excluded)."""
-    return count_parameters(build_model(cfg, num_classes))
-
-
-def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The JSONL search log of a run directory."""
-    path = Path(run_dir) / LOG
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
+    return SearchResult(genotype, fitted.history, model, fitted.wall_s, str(device), run_dir,
+                        fitted.resumed_from, cfg)

@@ -1,23 +1,27 @@
-"""Training engine: recipes (paper §8), the fit loop, checkpoints, DDP, callbacks, table rows.
-
-``fit(model, loader, recipe, ...)`` is the loop; ``plan_row`` + ``train_row`` train one Table 1/2
-row the way notebooks 06/07 and ``optnb train`` do.
+"""Training: the one loop (``fit``), its checkpoint and callbacks, recipes (paper §8), DDP, and
+one Table 1/2 row (``plan_row`` + ``train_row``, as notebooks 06/07 and ``optnb train`` run it).
 """
 
 from optnb.train.callbacks import (
+    LOG_NAME,
     Callback,
     JsonlLogger,
     LivePlotCallback,
     ProgressCallback,
     read_jsonl,
 )
-from optnb.train.engine import (
+from optnb.train.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
     CheckpointExistsError,
     CheckpointMismatchError,
+)
+from optnb.train.engine import (
+    ClassifierStep,
     FitOptions,
     FitResult,
+    StepOutput,
     TrainingDivergedError,
-    count_params,
     evaluate,
     fit,
     make_optimizer,
@@ -26,8 +30,9 @@ from optnb.train.experiment import RowPlan, RowResult, plan_row, train_row
 from optnb.train.recipes import RECIPES, Budget, Recipe, RecipeError
 
 __all__ = [
-    "RECIPES", "Budget", "Callback", "CheckpointExistsError", "CheckpointMismatchError",
-    "FitOptions", "FitResult", "JsonlLogger", "LivePlotCallback", "ProgressCallback", "Recipe",
-    "RecipeError", "RowPlan", "RowResult", "TrainingDivergedError", "count_params", "evaluate",
-    "fit", "make_optimizer", "plan_row", "read_jsonl", "train_row",
+    "CHECKPOINT_NAME", "LOG_NAME", "RECIPES", "Budget", "Callback", "CheckpointError",
+    "CheckpointExistsError", "CheckpointMismatchError", "ClassifierStep", "FitOptions", "FitResult",
+    "JsonlLogger", "LivePlotCallback", "ProgressCallback", "Recipe", "RecipeError", "RowPlan",
+    "RowResult", "StepOutput", "TrainingDivergedError", "evaluate", "fit", "make_optimizer",
+    "plan_row", "read_jsonl", "train_row",
 ]

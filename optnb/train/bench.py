@@ -3,7 +3,7 @@
 For every pair (ResNet-56 / HBNet-56, DenseNet-40 / AGDNet-40 by default) the two models train
 on the same random batches, one step of each in turn (the order alternates), and the report gives
 median step times, images/s and the median of the per-pair step-time ratios -- the only CPU
-statistic that is stable on shared machines (notes/performance.md §7-8). On CUDA it adds peak
+statistic that is stable on shared machines (docs/performance.md). On CUDA it adds peak
 memory, a timed engine epoch (GPU-resident data, bf16 autocast, channels_last; the second of two
 epochs, so warm-up is excluded) and model FLOP utilisation (MFU = 6 x MACs x images/s / peak
 bf16 FLOP/s; backward counted as twice the forward). A second section compares the engine's
@@ -15,12 +15,10 @@ Targets (CPU, reported, never gated in tests): HBNet-56/ResNet-56 <= 1.10, AGDNe
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +28,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from optnb import data, models
+from optnb.seed import resolve_device
+from optnb.train import recipes
+from optnb.train.engine import ClassifierStep, FitOptions, fit, make_optimizer
 
 PAIRS = (("resnet56", "hbnet56"), ("densenet40", "agdnet40"))
 CPU_TARGETS = {"hbnet56/resnet56": 1.10, "agdnet40/densenet40": 1.15}
@@ -69,28 +73,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _Stepper:
-    """One SGD step of ``model`` with the engine's settings for the device."""
-
-    def __init__(self, name: str, device: torch.device, seed: int) -> None:
-        from optnb import models
-        from optnb.train import recipes
-        from optnb.train.engine import make_optimizer
-
-        torch.manual_seed(seed)
-        self.name, self.device = name, device
-        self.cuda = device.type == "cuda"
-        self.model = models.build(name).to(device)
-        if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = make_optimizer(self.model, recipes.get("densenet_cifar"), device)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-            loss = F.cross_entropy(self.model(x).float(), y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+def _stepper(name: str, device: torch.device, seed: int) -> ClassifierStep:
+    """The engine's own training step for ``name``, with its settings for the device."""
+    torch.manual_seed(seed)
+    cuda = device.type == "cuda"
+    model = models.build(name).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    return ClassifierStep(model, make_optimizer(model, recipes.get("densenet_cifar"), device), amp=cuda)
 
 
 def _batches(n: int, batch: int, device: torch.device, seed: int) -> list[tuple[torch.Tensor, ...]]:
@@ -104,27 +94,23 @@ def _batches(n: int, batch: int, device: torch.device, seed: int) -> list[tuple[
     return out
 
 
-def _peak_mib(stepper: _Stepper, batch: tuple[torch.Tensor, ...], steps: int = 3) -> float:
-    torch.cuda.reset_peak_memory_stats(stepper.device)
+def _peak_mib(stepper: ClassifierStep, batch: tuple[torch.Tensor, ...], device: torch.device,
+              steps: int = 3) -> float:
+    torch.cuda.reset_peak_memory_stats(device)
     for _ in range(steps):
         stepper(*batch)
-    _sync(stepper.device)
-    return torch.cuda.max_memory_allocated(stepper.device) / 2**20
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 @functools.lru_cache(maxsize=1)
 def _synthetic(images: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from optnb import data
-
     return data.load("synthetic", num_samples=images, seed=seed)
 
 
 def _engine_epoch(name: str, device: torch.device, images: int, batch: int, seed: int
                   ) -> dict[str, float]:
     """Seconds and images/s of the second of two engine epochs on ``images`` synthetic images."""
-    from optnb import data, models
-    from optnb.train import FitOptions, fit, recipes
-
     x, y = _synthetic(images, seed)
     loader = data.make_loader("synthetic", x, y, batch, device=device, channels_last=True)
     torch.manual_seed(seed)
@@ -133,7 +119,7 @@ def _engine_epoch(name: str, device: torch.device, images: int, batch: int, seed
     result = fit(model, loader, recipe, device=device,
                  options=FitOptions(checkpoint=False, log_every=0, check_every=10**9))
     last = result.history[-1]
-    return {"epoch_s": last["epoch_time_s"], "epoch_images_per_s": last["images_per_s"]}
+    return {"epoch_s": last["epoch_s"], "epoch_images_per_s": last["images_per_s"]}
 
 
 def _peak_tflops(device: torch.device, override: float | None) -> float | None:
@@ -146,9 +132,7 @@ def _peak_tflops(device: torch.device, override: float | None) -> float | None:
 def bench_pair(a: str, b: str, device: torch.device, sizes: Sizes, seed: int = 0,
                peak_tflops: float | None = None) -> dict[str, Any]:
     """Interleaved A/B training steps; medians, ratio ``b/a``, and on CUDA memory/epoch/MFU."""
-    from optnb.models.flops import measure
-
-    steppers = {a: _Stepper(a, device, seed), b: _Stepper(b, device, seed)}
+    steppers = {a: _stepper(a, device, seed), b: _stepper(b, device, seed)}
     batches = _batches(min(sizes.warmup + sizes.steps, 8), sizes.batch, device, seed + 1)
     times: dict[str, list[float]] = {a: [], b: []}
     for i in range(sizes.warmup + sizes.steps):
@@ -166,7 +150,7 @@ def bench_pair(a: str, b: str, device: torch.device, sizes: Sizes, seed: int = 0
                            "ratio_min": min(ratios), "ratio_max": max(ratios)}
     for key, name in (("a", a), ("b", b)):
         med = statistics.median(times[name])
-        info = measure(name)
+        info = models.measure(name)
         out[key + "_step_s"] = med
         out[key + "_step_iqr_s"] = _iqr(times[name])
         out[key + "_images_per_s"] = sizes.batch / med
@@ -179,7 +163,7 @@ def bench_pair(a: str, b: str, device: torch.device, sizes: Sizes, seed: int = 0
         peak = _peak_tflops(device, peak_tflops)
         out["peak_bf16_tflops"] = peak
         for key, name in (("a", a), ("b", b)):
-            out[key + "_peak_mib"] = _peak_mib(steppers[name], batches[0])
+            out[key + "_peak_mib"] = _peak_mib(steppers[name], batches[0], device)
         del steppers
         torch.cuda.empty_cache()
         for key, name in (("a", a), ("b", b)):
@@ -205,12 +189,6 @@ def engine_vs_dataloader(model: str, device: torch.device, sizes: Sizes, seed: i
     """images/s of the engine (``GpuLoader`` + ``fit``) and of a plain torchvision
     ``DataLoader`` loop (per-sample v2 transforms: crop, flip, normalise), same model and batch,
     alternating rounds of ``loader_steps`` steps."""
-    from torchvision.transforms import v2
-
-    from optnb import data, models
-    from optnb.train import FitOptions, fit, recipes
-    from optnb.train.engine import make_optimizer
-
     n = sizes.batch * sizes.loader_steps
     x, y = data.load("synthetic", num_samples=n, seed=seed)
     mean, std = data.MEAN["synthetic"], data.STD["synthetic"]
@@ -263,8 +241,6 @@ def run(device: str = "auto", quick: bool = False, pairs: Sequence[tuple[str, st
         seed: int = 0, loader: bool = True, peak_tflops: float | None = None,
         epoch_images: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Benchmark ``pairs`` (and the loader comparison); returns a JSON-able report."""
-    from optnb.seed import resolve_device
-
     dev = resolve_device(device)
     sizes = sizes_for(dev, quick)
     if epoch_images is not None:
@@ -343,74 +319,3 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
         (out / f"{stem}.json").write_text(js)
         (out / f"{stem}.md").write_text(md)
     return out / f"bench-{stamp}.json", out / f"bench-{stamp}.md"
-
-
-def _parse_pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
-    if not items:
-        return list(PAIRS)
-    from optnb import models
-
-    valid = models.names()
-    pairs = []
-    for item in items:
-        a, sep, b = item.partition(":")
-        if not sep:
-            raise BenchError(f"--pair {item!r} is not BASELINE:VARIANT (e.g. resnet56:hbnet56)")
-        for name in (a, b):
-            if name not in valid:
-                raise BenchError(f"unknown model {name!r}; valid models: {', '.join(valid)}")
-        pairs.append((a, b))
-    return pairs
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``optnb bench``; 2 with one line on stderr for bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "bench":
-        argv = argv[1:]
-    p = argparse.ArgumentParser(prog="optnb bench", description=__doc__.split("\n")[0])
-    p.add_argument("--suite", default="models", help="models (default) | nas")
-    p.add_argument("--quick", action="store_true", help="small sizes (a couple of CPU minutes)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--pair", action="append", help="BASELINE:VARIANT (repeatable)")
-    p.add_argument("--no-loader", action="store_true", help="skip engine vs DataLoader")
-    p.add_argument("--epoch-images", type=int, default=None, help="CUDA: images per timed epoch")
-    p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
-    p.add_argument("--out", default=None, help="output folder (default: results/bench)")
-    p.add_argument("--seed", type=int, default=0)
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0) if exc.code in (0, None) else 2
-    try:
-        out = Path(args.out) if args.out else _default_out()
-        if args.suite == "nas":
-            from optnb.nas import bench as nas_bench
-
-            report = nas_bench.run(args.device, quiet=False)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "nas-latest.json").write_text(json.dumps(report, indent=1) + "\n")
-            return 0
-        if args.suite != "models":
-            raise BenchError(f"unknown suite {args.suite!r}; valid: models, nas")
-        report = run(args.device, args.quick, _parse_pairs(args.pair), args.seed,
-                     loader=not args.no_loader, peak_tflops=args.peak_tflops,
-                     epoch_images=args.epoch_images)
-        js, md = write(report, out)
-        print(to_markdown(report))
-        print(f"wrote {js} and {md}")
-        return 0
-    except (ValueError, KeyError) as err:
-        msg = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        print(f"optnb bench: {msg.splitlines()[0]}", file=sys.stderr)
-        return 2
-
-
-def _default_out() -> Path:
-    from optnb.paths import results_dir
-
-    return results_dir() / "bench"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,8 +1,10 @@
-"""Callbacks of the fit loop: metrics as JSONL, the live plot and progress from ``optnb.live``.
+"""The callback protocol of ``fit``, and its callbacks: the JSONL log, the live plot, progress.
 
-A callback implements any of ``on_fit_start(info)``, ``on_step(step, metrics)``,
-``on_epoch_end(epoch, metrics)``, ``on_fit_end(result)`` and ``wrap_epochs(iterable)``. Only
-rank 0 calls them in a distributed run.
+Callbacks observe; they never change the training (the step does that), so in a distributed run
+only rank 0 calls them. ``fit`` calls, in order: ``on_fit_start(info)``, ``wrap_epochs(epochs)``,
+then per epoch ``on_step(step, metrics)`` every ``log_every`` steps and
+``on_epoch_end(epoch, metrics)`` after the checkpoint is written, and finally
+``on_fit_end(result)``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from optnb.live import LivePlot, progress
+
+LOG_NAME = "metrics.jsonl"
+
 
 class Callback:
-    """No-op base class; override what you need."""
+    """No-op base class of the protocol; override what you need."""
 
     def on_fit_start(self, info: dict[str, Any]) -> None:
         pass
@@ -34,26 +40,31 @@ class Callback:
 
 
 class JsonlLogger(Callback):
-    """Append one JSON object per line: ``{"kind": "step"|"epoch"|"start"|"end", ...}``.
+    """One JSON object per line: ``{"kind": "start"|"step"|"epoch"|"end", ...}``.
 
-    Lines are flushed and fsynced per epoch, so a crash loses at most the current epoch's steps.
-    On resume the file is appended to; ``read_jsonl`` reads it back (skipping a torn last line).
+    The log mirrors the checkpoint: at the start of a fit, records the checkpoint does not cover
+    (written after the last checkpoint by a run that then crashed) are dropped, and a fresh start
+    empties the file. Epoch lines are flushed and fsynced, so a crash loses at most the current
+    epoch's step lines. ``read_jsonl`` reads it back, skipping a torn last line.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = None
+        self._fh: Any = None
 
     def _write(self, record: dict[str, Any], sync: bool = False) -> None:
-        if self._fh is None:
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in on_fit_end
         self._fh.write(json.dumps(record, allow_nan=True) + "\n")
         if sync:
             self._fh.flush()
             os.fsync(self._fh.fileno())
 
     def on_fit_start(self, info: dict[str, Any]) -> None:
+        epoch, step = info.get("start_epoch", 0), info.get("start_step", 0)
+        kept = [r for r in read_jsonl(self.path) if _covered(r, epoch, step)] if epoch else []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in on_fit_end
+        for record in kept:
+            self._write(record)
         self._write({"kind": "start", **info}, sync=True)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
@@ -69,34 +80,42 @@ class JsonlLogger(Callback):
         self._fh = None
 
 
+def _covered(record: dict[str, Any], epoch: int, step: int) -> bool:
+    """Whether a log record describes training up to the checkpoint (epoch ``epoch``, step ``step``)."""
+    return record.get("epoch", 0) <= epoch and record.get("step", 0) <= step
+
+
 def read_jsonl(path: str | os.PathLike, kind: str | None = None) -> list[dict[str, Any]]:
     """The records of a metrics file (optionally of one ``kind``); a torn last line is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if kind is None or record.get("kind") == kind:
+        if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
             out.append(record)
     return out
 
 
 class LivePlotCallback(Callback):
-    """Loss per step and test accuracy per epoch on an ``optnb.live.LivePlot``."""
+    """Loss per step, and the epoch's train loss and held-out loss/accuracy, on a ``LivePlot``."""
 
     def __init__(self, mode: str = "off", save_to: str | os.PathLike | None = None,
                  title: str = "", min_interval: float = 0.5) -> None:
-        from optnb.live import LivePlot
-
         self.plot = LivePlot(mode=mode, save_to=save_to, title=title, min_interval=min_interval)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         self.plot.update(step, loss=metrics.get("loss"))
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        held_out = {k: v for k, v in metrics.items()
+                    if k.endswith(("_loss", "_acc")) and not k.startswith(("train", "search"))}
         self.plot.update(metrics["step"], force=True, train_loss=metrics.get("train_loss"),
-                         test_loss=metrics.get("test_loss"), test_acc=metrics.get("test_acc"))
+                         train_acc=metrics.get("train_acc"), **held_out)
 
     def on_fit_end(self, result: Any) -> None:
         self.plot.close()
@@ -110,14 +129,12 @@ class ProgressCallback(Callback):
         self.mode, self.desc, self.total, self.verbose = mode, desc, total, verbose
 
     def wrap_epochs(self, epochs: Iterable[int]) -> Iterator[int]:
-        from optnb.live import progress
-
         return progress(epochs, total=self.total, desc=self.desc, mode=self.mode)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         if self.verbose:
-            test = metrics.get("test_error")
-            test_txt = f" test_error {test:.2f}%" if test is not None else ""
+            errors = "".join(f" {k} {v:.2f}%" for k, v in metrics.items()
+                             if k.endswith("_error") and "top5" not in k and v is not None)
             print(f"epoch {epoch + 1}: train_loss {metrics['train_loss']:.4f} "
-                  f"lr {metrics['lr']:.4g}{test_txt} ({metrics['epoch_time_s']:.1f} s, "
+                  f"lr {metrics['lr']:.4g}{errors} ({metrics['epoch_s']:.1f} s, "
                   f"{metrics['images_per_s']:.0f} img/s)", flush=True)

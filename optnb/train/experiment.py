@@ -1,6 +1,7 @@
 """One Table 1 / Table 2 row: data + model + recipe + profile budget -> ``fit`` -> results.
 
-Used by notebooks 06/07 and by ``optnb train``, so both train a row the same way:
+Used by notebooks 06/07 and by ``optnb train`` (also under ``torchrun``), so both train a row the
+same way:
 
 * the recipe is the paper's (``recipes.for_model``), shortened by the profile's ``Budget``;
 * CIFAR-type data (embedded, synthetic, CIFAR, small ImageFolder trees) lives on the device in a
@@ -19,27 +20,19 @@ from typing import Any
 
 import torch
 
-from optnb import data
+from optnb import data, models
+from optnb.seed import seed_everything
 from optnb.train import distributed, recipes
-from optnb.train.callbacks import Callback, JsonlLogger
+from optnb.train.callbacks import Callback
 from optnb.train.engine import FitOptions, FitResult, fit
-from optnb.train.params import IMAGENET_MODELS
 from optnb.train.recipes import Budget, Recipe
 
 DROPOUT_FAMILIES = ("densenet", "agdnet")
-METRICS_NAME = "metrics.jsonl"
 
 
 def is_imagenet_model(model: str) -> bool:
     """Whether ``model`` is a Table 2 (ImageNet-type) model, by the registry's ``kind``."""
-    try:
-        from optnb.models import registry
-    except ImportError:
-        return model.lower() in IMAGENET_MODELS
-    try:
-        return registry.spec(model).kind == "imagenet"
-    except KeyError:
-        return model.lower() in IMAGENET_MODELS
+    return models.spec(model).kind == "imagenet"
 
 
 @dataclass
@@ -62,9 +55,9 @@ class RowPlan:
     def __post_init__(self) -> None:
         self.trained_model = self.trained_model or self.model
 
-    def meta(self) -> dict[str, Any]:
-        """The identity a checkpoint must match to be resumed."""
-        return {"model": self.model, "trained_model": self.trained_model,
+    def identity(self) -> dict[str, Any]:
+        """What the row is: a checkpoint must match it to be resumed."""
+        return {"kind": "train", "model": self.model, "trained_model": self.trained_model,
                 "dataset": self.dataset, "augment": self.augment, "profile": self.profile,
                 "seed": self.seed, "batch_size": self.batch_size, "resolution": self.resolution,
                 "recipe": self.recipe.name,
@@ -90,13 +83,15 @@ class RowResult:
             "test_samples": (last.get("test_samples"), None),
             "recipe": (self.plan.recipe.name, None),
             "batch_size": (self.plan.batch_size, None),
+            "lr": (self.plan.recipe.lr, None),
+            "model_options": (self.plan.model_options, None),
         }
         if self.plan.trained_model != self.plan.model:
             out["trained_model"] = (self.plan.trained_model, None)
             out["params_named_model"] = (named_params(self.plan), None)
         if is_imagenet_model(self.plan.model):
             out["top1_error"] = (last.get("test_error"), "%")
-            out["top5_error"] = (last.get("top5_error"), "%")
+            out["top5_error"] = (last.get("test_top5_error"), "%")
             out["resolution"] = (self.plan.resolution, "px")
         return out
 
@@ -104,8 +99,11 @@ class RowResult:
 def plan_row(model: str, dataset: str, augment: bool = True, profile: str = "smoke",
              seed: int = 0, epochs: int | None = None, batch_size: int | None = None,
              recipe: Recipe | str | None = None,
-             model_options: Mapping[str, Any] | None = None) -> RowPlan:
-    """Resolve recipe, budget, epochs, batch size and resolution for one row."""
+             model_options: Mapping[str, Any] | None = None, lr: float | None = None) -> RowPlan:
+    """Resolve recipe, budget, epochs, batch size and resolution for one row.
+
+    ``batch_size`` changes the recipe's lr by the linear scaling rule; ``lr`` then overrides it.
+    """
     if isinstance(recipe, str):
         recipe = recipes.get(recipe)
     base = recipe or recipes.for_model(model, "imagenet" if is_imagenet_model(model) else dataset)
@@ -120,6 +118,8 @@ def plan_row(model: str, dataset: str, augment: bool = True, profile: str = "smo
     batch = batch_size or bud.batch_size or base.batch_size
     if batch != base.batch_size:  # linear scaling rule (Goyal et al.) for a changed batch
         base = base.replace(lr=base.lr * batch / base.batch_size, batch_size=batch)
+    if lr is not None:
+        base = base.replace(lr=lr)
     return RowPlan(model=model, dataset=dataset, augment=augment, profile=profile, seed=seed,
                    recipe=base, budget=bud, epochs=epochs or bud.epochs_for(base),
                    batch_size=batch,
@@ -137,9 +137,7 @@ def tiny_model(model: str) -> str:
     """
     if is_imagenet_model(model):
         return model
-    from optnb.models import registry
-
-    family = registry.spec(model).family
+    family = models.spec(model).family
     return f"{family}{20 if family in ('resnet', 'hbnet') else 10}"
 
 
@@ -176,17 +174,13 @@ def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = 
 
 def named_params(plan: RowPlan) -> int:
     """Parameters of the named model (not its smoke stand-in), counted on the ``meta`` device."""
-    from optnb import models
-
     with torch.device("meta"):
         net = models.build(plan.model, num_classes=data.NUM_CLASSES[plan.dataset],
                            **plan.model_options)
-    return sum(p.numel() for p in net.parameters())
+    return models.count_params(net)
 
 
 def build_model(plan: RowPlan) -> torch.nn.Module:
-    from optnb import models
-
     return models.build(plan.trained_model, num_classes=data.NUM_CLASSES[plan.dataset],
                         **plan.model_options)
 
@@ -196,25 +190,20 @@ def train_row(plan: RowPlan, device: torch.device | str = "cpu", run_dir: str | 
               compile: bool | str = False, data_root: str | Path | None = None,
               model: torch.nn.Module | None = None, stop_after: int | None = None,
               log_every: int | None = None, num_workers: int = 4) -> RowResult:
-    """Train one row; metrics go to ``<run_dir>/metrics.jsonl``, the checkpoint next to it.
+    """Train one row; the checkpoint and ``metrics.jsonl`` go to ``run_dir``.
 
     ``resume=True`` (the notebook default) continues a checkpoint of the same row in ``run_dir``;
     a finished one is only evaluated again.
     """
-    from optnb.seed import seed_everything
-
     device = torch.device(device)
     seed_everything(plan.seed)
     train, test = make_loaders(plan, device, data_root, num_workers=num_workers)
     net = model if model is not None else build_model(plan)
-    cbs = list(callbacks)
-    if run_dir is not None:
-        cbs.insert(0, JsonlLogger(Path(run_dir) / METRICS_NAME))
     steps = plan.budget.steps_per_epoch
     options = FitOptions(
         epochs=plan.epochs, steps_per_epoch=steps, resume=resume, compile=compile,
-        stop_after=stop_after, eval_samples=plan.budget.eval_samples, meta=plan.meta(),
+        stop_after=stop_after, eval_samples=plan.budget.eval_samples, identity=plan.identity(),
         log_every=log_every if log_every is not None else (1 if steps and steps <= 50 else 10))
     result = fit(net, train, plan.recipe, test=test, device=device, run_dir=run_dir,
-                 callbacks=cbs, options=options)
+                 callbacks=callbacks, options=options)
     return RowResult(plan, result, str(device))

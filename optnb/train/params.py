@@ -1,46 +1,39 @@
 """Notebook parameter specs for 06_train_cifar (``NB06``) and 07_train_imagenet (``NB07``).
 
 The common parameters (PROFILE, SEED, DEVICE, DATASET, LIVE, RESULTS_DIR, RUN_ID) are validated by
-``optnb.experiments.resolve``; these are the notebook-specific UPPER names. Sizes per profile live
-in ``optnb.train.recipes.BUDGETS``, never here.
+``optnb.experiments.resolve``; these are the notebook-specific UPPER names, shared with
+``optnb train`` (which runs the same row without Jupyter). Sizes per profile live in
+``optnb.train.recipes.BUDGETS``, never here; the model names in ``optnb.models``' registry.
 """
 
 from __future__ import annotations
 
-from optnb.specs import boolean, choice, integer
+from functools import partial
 
-CIFAR_MODELS = ("resnet56", "hbnet56", "resnet110", "hbnet110",
-                "densenet40", "agdnet40", "densenet52", "agdnet52")
-IMAGENET_MODELS = ("resnet34", "hbnet34", "resnet50", "hbnet50", "resnet101", "hbnet101",
-                   "densenet121", "agdnet121")
+from optnb import models
+from optnb.specs import boolean, choice, integer, mapping, number
+from optnb.train import recipes
 
-
-def _registry(wanted: tuple[str, ...], kind: str) -> list[str]:
-    """``optnb.models.names(kind)`` (the static list when the registry is unavailable)."""
-    try:
-        from optnb.models import names
-    except ImportError:
-        return list(wanted)
-    return list(names(kind))
-
-
-def cifar_models() -> list[str]:
-    return _registry(CIFAR_MODELS, "cifar")
-
-
-def imagenet_models() -> list[str]:
-    return _registry(IMAGENET_MODELS, "imagenet")
-
+#: what a row may change in the paper's recipe (0, "" and {} keep the recipe's own value)
+ROW_OVERRIDES = {
+    "EPOCHS": integer(0, 10_000, help="0: the profile's schedule (smoke 2, quick 1/10, paper all)"),
+    "BATCH_SIZE": integer(0, 65_536, help="0: the profile's; else the global batch (lr scaled "
+                                          "linearly)"),
+    "LR": number(0.0, 10.0, help="0: the recipe's (after batch scaling)"),
+    "RECIPE": choice("", *recipes.names(), help="'': the paper's recipe for the model"),
+    "MODEL_OPTIONS": mapping(help="model options, e.g. {'beta': 0.3} (see optnb.models.valid_options)"),
+}
 
 NB06 = {
-    "MODEL": choice(cifar_models, help="a Table 1 model (CIFAR ResNet/HBNet, DenseNet/AGDNet)"),
+    "MODEL": choice(partial(models.names, "cifar"),
+                    help="a Table 1 model (CIFAR ResNet/HBNet, DenseNet/AGDNet)"),
     "AUGMENT": boolean(help="True: the paper's '+' (pad-4 crop + flip); False: dropout 0.2 "
                             "for DenseNet/AGDNet, no augmentation"),
-    "EPOCHS": integer(0, 10_000, help="0: the profile's schedule (smoke 1, quick 30, paper 300)"),
+    **ROW_OVERRIDES,
 }
 
 NB07 = {
-    "MODEL": choice(imagenet_models, help="a Table 2 model (ResNet/HBNet-34/50/101, "
-                                          "DenseNet/AGDNet-121)"),
-    "EPOCHS": integer(0, 10_000, help="0: the profile's schedule (smoke 1, quick 9, paper 90)"),
+    "MODEL": choice(partial(models.names, "imagenet"),
+                    help="a Table 2 model (ResNet/HBNet-34/50/101, DenseNet/AGDNet-121)"),
+    **ROW_OVERRIDES,
 }

@@ -7,7 +7,7 @@ in DenseNet [10]" -- so ResNet/HBNet on CIFAR use the DenseNet recipe too (``res
 * ``densenet_cifar``: 300 epochs, batch 64, SGD with Nesterov momentum 0.9, lr 0.1 divided by 10
   at 50 % and 75 % of training, weight decay 1e-4, dropout 0.2 only without augmentation (C10,
   C100; none for C10+/C100+). Sources: the DenseNet paper/README and the group's CliqueNet code
-  (notes/appendix_reconstruction.md §8).
+  (``docs/recipes.md`` lists every source).
 * ``imagenet``: the paper gives no ImageNet schedule beyond "DenseNet's strategy". Default: the
   DenseNet ImageNet schedule (90 epochs, batch 256, lr 0.1 /10 at epochs 30 and 60, wd 1e-4,
   Nesterov 0.9). The variant ``newton_design`` (the same group's Newton-Design code: 100 epochs,
@@ -19,6 +19,7 @@ Milestones are fractions of the run so that a shortened schedule keeps the same 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class Recipe:
     weight_decay: float = 1e-4
     milestones: tuple[float, ...] = (0.5, 0.75)
     gamma: float = 0.1
+    lr_schedule: str = "step"  # step: x gamma at each milestone | cosine: to 0 over the run
     dropout_without_augmentation: float = 0.0
     resolution: int = 32
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -54,7 +56,11 @@ class Recipe:
         return sorted({max(1, round(f * epochs)) for f in self.milestones})
 
     def lr_at(self, epoch: int, epochs: int | None = None) -> float:
-        """The learning rate used during (0-based) ``epoch``."""
+        """The learning rate used during (0-based) ``epoch`` of ``epochs``."""
+        if self.lr_schedule == "cosine":
+            return 0.5 * self.lr * (1 + math.cos(math.pi * epoch / (epochs or self.epochs)))
+        if self.lr_schedule != "step":
+            raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; valid: step, cosine")
         drops = sum(epoch >= m for m in self.milestone_epochs(epochs))
         return self.lr * self.gamma**drops
 
@@ -102,7 +108,8 @@ RECIPES: dict[str, Recipe] = {
 
 
 def names() -> list[str]:
-    return list(RECIPES)
+    """Every recipe name ``get`` accepts, variants included (``imagenet:newton_design``)."""
+    return [n for name, r in RECIPES.items() for n in (name, *(f"{name}:{v}" for v in r.variants))]
 
 
 def get(name: str) -> Recipe:
