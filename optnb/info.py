@@ -11,6 +11,9 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from optnb import paths
+from optnb.specs import REAL_DATASETS
+
 PACKAGES = (
     "optnb", "torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "ipykernel",
     "jupyterlab", "papermill", "nbclient", "nbval", "scikit-learn",
@@ -46,10 +49,9 @@ def device_info() -> dict[str, Any]:
 
 def datasets_found() -> dict[str, bool | str]:
     """Which datasets load without a download (``optnb.data.available``)."""
-    try:
-        from optnb import data
-    except ImportError as err:  # the data module missing is itself worth reporting
-        return {"error": f"optnb.data cannot be imported: {err}"}
+    # deferred: optnb.data imports torch, which `optnb --help` never needs
+    from optnb import data
+
     found: dict[str, bool | str] = {}
     for name in data.NAMES:
         try:
@@ -61,8 +63,6 @@ def datasets_found() -> dict[str, bool | str]:
 
 def environment_info() -> dict[str, Any]:
     """Everything ``optnb info`` prints, as a JSON-able dict."""
-    from optnb import paths
-
     return {
         "python": platform.python_version(),
         "executable": sys.executable,
@@ -93,14 +93,11 @@ def format_info(info: dict[str, Any] | None = None) -> str:
     ]
     lines += [f"{k + ' dir':<11} {v}" for k, v in info["paths"].items()]
     sets = info["datasets"]
-    if "error" in sets:
-        lines.append(f"datasets    {sets['error']}")
-    else:
-        present = [k for k, v in sets.items() if v is True]
-        missing = [k for k, v in sets.items() if v is not True]
-        lines.append(f"datasets    found: {', '.join(present) or 'none'}; "
-                     f"not found: {', '.join(missing) or 'none'}")
-        if not any(sets.get(k) is True for k in ("cifar10", "cifar100", "imagenet")):
-            lines.append("            no real dataset: runs use the EMBEDDED digits dataset, "
-                         "which does not reproduce the paper's numbers")
+    present = [k for k, v in sets.items() if v is True]
+    missing = [k for k, v in sets.items() if v is not True]
+    lines.append(f"datasets    found: {', '.join(present) or 'none'}; "
+                 f"not found: {', '.join(missing) or 'none'}")
+    if not any(sets.get(k) is True for k in REAL_DATASETS):
+        lines.append("            no real dataset: runs use the EMBEDDED digits dataset, "
+                     "which does not reproduce the paper's numbers")
     return "\n".join(lines)

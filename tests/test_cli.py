@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
 from conftest import FIXTURE_NOTEBOOKS, REPO
 
 from optnb import cli
+from optnb.cli.common import CliError
+from optnb.cli.run import coerce
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -53,14 +54,14 @@ def test_bad_input_prints_one_line_and_exits_2(capsys, tmp_results, monkeypatch,
 
 
 def test_coerce_types_values_by_the_notebook_default():
-    assert cli.coerce("AUGMENT", "false", True) is False
-    assert cli.coerce("AUGMENT", "True", False) is True
-    assert cli.coerce("SEED", "3", 0) == 3
-    assert cli.coerce("BETA", "1", 0.9) == 1.0 and isinstance(cli.coerce("BETA", "1", 0.9), float)
-    assert cli.coerce("MODEL", "123", "hbnet56") == "123"  # strings stay strings
-    assert cli.coerce("ANY", "[1, 2]", None) == [1, 2]
-    with pytest.raises(cli.CliError, match=r"AUGMENT expects a bool \(true/false\)"):
-        cli.coerce("AUGMENT", "maybe", True)
+    assert coerce("AUGMENT", "false", True) is False
+    assert coerce("AUGMENT", "True", False) is True
+    assert coerce("SEED", "3", 0) == 3
+    assert coerce("BETA", "1", 0.9) == 1.0 and isinstance(coerce("BETA", "1", 0.9), float)
+    assert coerce("MODEL", "123", "hbnet56") == "123"  # strings stay strings
+    assert coerce("ANY", "[1, 2]", None) == [1, 2]
+    with pytest.raises(CliError, match=r"AUGMENT expects a bool \(true/false\)"):
+        coerce("AUGMENT", "maybe", True)
 
 
 def test_list_shows_notebooks_parameters_and_valid_choices(capsys):
@@ -86,23 +87,21 @@ def test_info_reports_versions_device_and_datasets(capsys):
     assert code == 0 and "datasets    found:" in out and "device      default=" in out
 
 
-def test_delegation_passes_argv_and_returns_the_exit_code(capsys, monkeypatch):
-    seen = []
-    fake = types.ModuleType("fake_delegate")
-    fake.main = lambda argv: seen.append(argv) or 5
-    monkeypatch.setitem(sys.modules, "fake_delegate", fake)
-    monkeypatch.setitem(cli.DELEGATES, "train", ("fake_delegate", False))
-    monkeypatch.setitem(cli.DELEGATES, "search", ("fake_delegate", True))
-    assert cli.main(["train", "--model", "hbnet56"]) == 5
-    assert cli.main(["search", "--space", "hb"]) == 5
-    assert seen == [["--model", "hbnet56"], ["search", "--space", "hb"]]
+@pytest.mark.parametrize("command", [m.NAME for m in cli.COMMANDS])
+def test_every_subcommand_is_one_branch_of_the_tree(command, capsys):
+    """list, info, run, train, search, evaluate, reproduce, bench: one parser, one --help each."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: optnb {command}" in capsys.readouterr().out
 
 
-def test_delegation_to_a_missing_module_is_one_line_and_exit_2(capsys, monkeypatch):
-    monkeypatch.setitem(cli.DELEGATES, "bench", ("optnb.no_such_module", False))
-    code, _, err = run_cli(capsys, "bench", "--suite", "nas")
-    assert code == 2
-    assert err.strip() == "optnb bench: not available in this checkout (optnb.no_such_module is missing)"
+def test_one_line_errors_and_exit_codes_for_every_subcommand(capsys):
+    assert cli.main(["bench", "--pair", "resnet56"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "optnb: error: --pair 'resnet56' is not BASELINE:VARIANT (e.g. resnet56:hbnet56)")
+    assert cli.main(["reproduce", "--jobs", "-1", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == "optnb: error: --jobs must be >= 0 (0 = auto), got -1"
 
 
 @pytest.mark.notebooks

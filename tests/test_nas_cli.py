@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 
 import pytest
 import torch
 
+from optnb import cli
+from optnb.cli import search as search_command
 from optnb.experiments.profiles import notebook_spec
-from optnb.nas import cli
 from optnb.nas.params import EVAL_SIZES, NB08, NB09, SEARCH_SIZES
 
 
@@ -36,8 +38,8 @@ def test_notebook_specs_are_registered():
     (["evaluate", "--genotype", "Genotype(normal=[", "--profile", "smoke"], "malformed"),
     (["evaluate", "--profile", "smoke"], "give GENOTYPE"),
     (["evaluate", "--search-run", "nope", "--profile", "smoke"], "has no genotype"),
-    (["prune"], "unknown command 'prune'"),
-    ([], "expected a command"),
+    (["prune"], "invalid choice: 'prune'"),
+    ([], "a command is required"),
 ])
 def test_bad_input_prints_one_line_and_returns_2(argv, message, capsys, tmp_results, headless):
     assert cli.main(argv) == 2
@@ -66,16 +68,30 @@ def test_search_then_evaluate_its_genotype(tmp_results, headless, capsys):
 def test_seeds_run_as_separate_processes(monkeypatch):
     launched = []
 
-    class FakeProcess:
-        def __init__(self, cmd):
-            launched.append(cmd)
+    class FakePool:
+        """Records what the worker pool (spawned processes, optnb.experiments.workers) would run."""
 
-        def wait(self):
-            return 0
+        def __init__(self, workers):
+            self.workers = workers
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)
+        def submit(self, fn, argv):
+            assert fn is search_command.run_seed and self.workers == 2
+            launched.append(argv)
+            done = Future()
+            done.set_result(0)
+            return done
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(search_command, "WorkerPool", FakePool)
     assert cli.main(["search", "--space", "agd", "--seeds", "0", "3", "--jobs", "2",
                      "--profile", "smoke"]) == 0
-    assert [cmd[cmd.index("--seed") + 1] for cmd in launched] == ["0", "3"]
-    assert all(cmd[1:4] == ["-m", "optnb.nas.cli", "search"] for cmd in launched)
-    assert all(cmd[cmd.index("--space") + 1] == "agd" for cmd in launched)
+    assert [argv[argv.index("--seed") + 1] for argv in launched] == ["0", "3"]
+    assert all(argv[argv.index("--space") + 1] == "agd" for argv in launched)
+    assert all("--seeds" not in argv for argv in launched)
+
+
+def test_a_seed_process_reports_bad_input_as_one_line(capsys, tmp_results, headless):
+    assert search_command.run_seed(["--space", "nasnet", "--seed", "1"]) == 2
+    assert capsys.readouterr().err.strip().startswith("optnb: error: SPACE='nasnet' is not valid")

@@ -18,6 +18,7 @@ from optnb.experiments import plans
 from optnb.experiments.notebooks import NAME_PATTERN, list_notebooks, notebook_parameters
 from optnb.experiments.profiles import COMMON, notebook_spec
 from optnb.experiments.runner import INJECTED, Run, validate_run
+from optnb.specs import PROFILES
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 BANNED = ("%matplotlib widget", "%matplotlib ipympl", "interact_manual", "tqdm.auto",
@@ -142,7 +143,7 @@ def test_notebook_prose_cites_how_ci_runs_it(notebook):
     assert any(c.cell_type == "markdown" and "CI" in c.source for c in nb.cells[:4])
 
 
-@pytest.mark.parametrize("profile", plans.PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_every_planned_run_validates_against_its_notebook(profile):
     plan = plans.build(profile, available=lambda name: False)
     present = {p.stem for p in SOURCES}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optnb.experiments import paper, plans
+from optnb.experiments import paper, plans, targets
 
 
 def test_tables_load_with_expected_shapes():
@@ -67,8 +67,8 @@ def test_reproducible_rows_are_exactly_what_plans_can_produce():
         "resnet56", "hbnet56", "resnet110", "hbnet110",
         "densenet40", "agdnet40", "densenet52", "agdnet52"]
     assert len(paper.table("table2").reproducible_rows) == 8
-    assert {r.key for r in paper.table("table4").reproducible_rows} == set(plans.SEARCH_ROWS)
-    assert {r.key for r in paper.table("table5").reproducible_rows} == set(plans.TRANSFER_ROWS)
+    assert {r.key for r in paper.table("table4").reproducible_rows} == set(targets.SEARCH_ROWS)
+    assert {r.key for r in paper.table("table5").reproducible_rows} == set(targets.TRANSFER_ROWS)
     for table, rows in plans.SMOKE_ROWS.items():
         keys = {r.key for r in paper.table(table).reproducible_rows}
         assert set(rows) <= keys, table

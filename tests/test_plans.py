@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from optnb.experiments import paper, plans, reproduce, tables
+from optnb.experiments import estimates, paper, plans, reproduce, tables, targets
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.plans import PlanError
 
@@ -85,7 +85,7 @@ def test_every_planned_run_maps_back_to_its_cell(profile):
     plan = build(profile, seeds=2)
     sidecars = {r.run_id: as_sidecar(r) for r in plan.runs}
     for run in plan.runs:
-        assert plans.target_of(as_sidecar(run), sidecars.get) == run.target, run.run_id
+        assert targets.target_of(as_sidecar(run), sidecars.get) == run.target, run.run_id
 
 
 def test_stages_put_evaluations_after_their_searches():
@@ -107,7 +107,7 @@ def test_dry_run_description_and_estimates():
     assert two >= max(r.estimate_s for r in plan.runs)
     paper_plan = build("paper", seeds=3)
     assert paper_plan.estimate_s(jobs=1) > 30 * 86400  # days of GPU time, said plainly
-    assert plans.format_duration(paper_plan.estimate_s(1)).endswith("d")
+    assert estimates.format_duration(paper_plan.estimate_s(1)).endswith("d")
 
 
 def test_bad_input_raises_clear_errors():
@@ -122,10 +122,10 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_search_rows_are_inverse_of_settings():
-    for row, (space, init, order) in plans.SEARCH_ROWS.items():
-        assert plans.search_row(space, init, order) == row
-        assert plans.search_row(space, init, str(order)) == row
-    assert plans.search_row("hb", "hb", 2) is None
+    for row, (space, init, order) in targets.SEARCH_ROWS.items():
+        assert targets.search_row(space, init, order) == row
+        assert targets.search_row(space, init, str(order)) == row
+    assert targets.search_row("hb", "hb", 2) is None
 
 
 def _suite_notebooks_present(stems) -> bool:
@@ -172,8 +172,10 @@ def test_a_table_row_runs_under_torchrun_with_two_gloo_processes(tmp_path, monke
     assert (run.target.row, run.target.column) == ("resnet56", "cifar10+")
     result = reproduce.run_torchrun(run, 2, tmp_path)
     assert result.ok, result.error
-    written = json.loads((tmp_path / "runs" / run.run_id / tables.TRAIN_RESULT).read_text())
-    assert written["world_size"] == 2 and written["profile"] == "smoke"
+    sidecar = json.loads((tmp_path / "runs" / run.run_id / "result.json").read_text())
+    written = {k: v["value"] for k, v in sidecar["results"].items()}
+    assert written["world_size"] == 2 and sidecar["profile"] == "smoke"
+    assert sidecar["status"] == "complete" and sidecar["notebook"] == "06_train_cifar"
 
     def no_sizes(*args):
         raise LookupError("not needed here")
@@ -223,4 +225,4 @@ def test_malformed_plan_files_are_rejected(tmp_path, content, message):
     path = tmp_path / "plan.json"
     path.write_text(content)
     with pytest.raises(PlanError, match=message):
-        reproduce.load_plan(path, "smoke")
+        plans.load_plan(path, "smoke")

@@ -19,8 +19,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from optnb import cli
+from optnb.cli.common import INTERRUPTED
 from optnb.experiments import reproduce
-from optnb.experiments.runner import make_run_id
+from optnb.experiments.results import run_id_for
 
 pytestmark = pytest.mark.notebooks
 
@@ -90,12 +92,12 @@ def rows(results: Path) -> list[dict]:
 
 
 def status(results: Path, nb_path: str, params: dict) -> str | None:
-    run_id = make_run_id(nb_path, {"SEED": 0, **params})
+    run_id = run_id_for(nb_path, {"SEED": 0, **params})
     sc = results / "runs" / run_id / "result.json"
     return json.loads(sc.read_text()).get("status") if sc.is_file() else None
 
 
-def cli(*args: str) -> list[str]:
+def opts(*args: str) -> list[str]:
     return [*args, "--no-report-notebook", "--jobs", "1"]
 
 
@@ -107,8 +109,8 @@ def test_interrupt_and_rerun_completes_and_gives_the_same_tables(tmp_path):
     nb = str(tmp_path / "fake_train.ipynb")
     results = tmp_path / "results"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "optnb.experiments.reproduce",
-           *cli("--plan", str(plan), "--results", str(results))]
+    cmd = [sys.executable, "-m", "optnb", "reproduce",
+           *opts("--plan", str(plan), "--results", str(results))]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     deadline = time.monotonic() + 90
@@ -118,15 +120,15 @@ def test_interrupt_and_rerun_completes_and_gives_the_same_tables(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == reproduce.EXIT_INTERRUPTED, out
+    assert proc.returncode == INTERRUPTED, out
     assert "interrupted" in out
     assert status(results, nb, runs[0]) == "complete"
     assert status(results, nb, runs[1]) == "running"
     assert status(results, nb, runs[2]) is None
-    first = results / "runs" / make_run_id(nb, {"SEED": 0, **runs[0]}) / "result.json"
+    first = results / "runs" / run_id_for(nb, {"SEED": 0, **runs[0]}) / "result.json"
     finished_before = json.loads(first.read_text())["finished"]
 
-    assert reproduce.main(cli("--plan", str(plan), "--results", str(results))) == 0
+    assert cli.main(["reproduce", *opts("--plan", str(plan), "--results", str(results))]) == 0
     assert [status(results, nb, r) for r in runs] == ["complete"] * 3
     assert json.loads(first.read_text())["finished"] == finished_before  # not repeated
     runs_csv = (results / "report" / "runs.csv").read_text()
@@ -134,7 +136,7 @@ def test_interrupt_and_rerun_completes_and_gives_the_same_tables(tmp_path):
 
     reference = tmp_path / "reference"  # the same plan, never interrupted
     Path(marker).write_text("done")
-    assert reproduce.main(cli("--plan", str(plan), "--results", str(reference))) == 0
+    assert cli.main(["reproduce", *opts("--plan", str(plan), "--results", str(reference))]) == 0
     assert rows(results) == rows(reference)
     measured = [r for r in rows(results) if int(r["n"])]
     assert {r["row"] for r in measured} == {"resnet56", "hbnet56", "densenet40"}
@@ -149,21 +151,21 @@ def test_failed_and_killed_runs_are_reported_and_others_kept(tmp_path, capsys):
     plan = write_plan(tmp_path, runs, needs={3: [0]})  # the last one needs the failing one
     nb = str(tmp_path / "fake_train.ipynb")
     results = tmp_path / "results"
-    assert reproduce.main(cli("--plan", str(plan), "--results", str(results))) == 1
+    assert cli.main(["reproduce", *opts("--plan", str(plan), "--results", str(results))]) == 1
     assert [status(results, nb, r) for r in runs] == ["failed", "failed", "complete", None]
     report = (results / "report" / "report.md").read_text()
-    assert "### FAILED: " + make_run_id(nb, {"SEED": 0, **runs[0]}) + " (fake_train)" in report
+    assert "### FAILED: " + run_id_for(nb, {"SEED": 0, **runs[0]}) + " (fake_train)" in report
     assert "RuntimeError: fixture failure in the training cell" in report
     assert 'raise RuntimeError("fixture failure in the training cell")' in report  # the cell
     assert "DeadKernelError" in report or "Kernel died" in report
-    blocked = make_run_id(nb, {"SEED": 0, **runs[3]})
-    assert f"### FAILED: {blocked}" in report and "blocked: needs " + make_run_id(
+    blocked = run_id_for(nb, {"SEED": 0, **runs[3]})
+    assert f"### FAILED: {blocked}" in report and "blocked: needs " + run_id_for(
         nb, {"SEED": 0, **runs[0]}) in report
     measured = [r for r in rows(results) if int(r["n"])]
     assert [r["row"] for r in measured] == ["agdnet40"]  # the good run's result is kept
 
     # the killed kernel only dies once: a re-run completes it and skips the finished run
-    assert reproduce.main(cli("--plan", str(plan), "--results", str(results))) == 1
+    assert cli.main(["reproduce", *opts("--plan", str(plan), "--results", str(results))]) == 1
     assert [status(results, nb, r) for r in runs] == ["failed", "complete", "complete", None]
     out = capsys.readouterr().out
     assert "skipped (complete)" in out and "2 ok, 2 failed" in out
@@ -172,22 +174,22 @@ def test_failed_and_killed_runs_are_reported_and_others_kept(tmp_path, capsys):
 def test_bad_plan_is_rejected_before_anything_runs(tmp_path, capsys):
     plan = write_plan(tmp_path, [{"MODEL": "resnet56"}, {"MODEL": "resnet56", "EPOCHZ": 3}])
     results = tmp_path / "results"
-    assert reproduce.main(cli("--plan", str(plan), "--results", str(results))) == 2
+    assert cli.main(["reproduce", *opts("--plan", str(plan), "--results", str(results))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown parameter EPOCHZ" in err
     assert not (results / "runs").exists()
-    assert reproduce.main(["--profile", "fast"]) == 2
+    assert cli.main(["reproduce", "--profile", "fast"]) == 2
     assert "invalid choice: 'fast'" in capsys.readouterr().err
-    assert reproduce.main(["--only", "table9", "--dry-run"]) == 2
+    assert cli.main(["reproduce", "--only", "table9", "--dry-run"]) == 2
     assert "unknown --only entry 'table9'" in capsys.readouterr().err
-    assert reproduce.main(["--jobs", "-1", "--dry-run"]) == 2
+    assert cli.main(["reproduce", "--jobs", "-1", "--dry-run"]) == 2
     assert "--jobs must be >= 0" in capsys.readouterr().err
 
 
 def test_dry_run_validates_the_real_plan_and_runs_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPTNB_PROFILE", raising=False)
     results = tmp_path / "results"
-    code = reproduce.main(["--profile", "smoke", "--only", "table1", "--dry-run",
+    code = cli.main(["reproduce", "--profile", "smoke", "--only", "table1", "--dry-run",
                            "--results", str(results)])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -195,7 +197,7 @@ def test_dry_run_validates_the_real_plan_and_runs_nothing(tmp_path, capsys, monk
     assert "table1/agdnet40/cifar10+" in out and "estimate: ~" in out
     assert not results.exists()
     monkeypatch.setenv("OPTNB_PROFILE", "smoke")  # as in `make test`: the env wins, and says so
-    assert reproduce.main(["--profile", "paper", "--only", "table3", "--dry-run"]) == 0
+    assert cli.main(["reproduce", "--profile", "paper", "--only", "table3", "--dry-run"]) == 0
     assert "overrides --profile paper" in capsys.readouterr().out
 
 
@@ -214,7 +216,7 @@ def test_torchrun_option_routes_table_rows_and_keeps_notebooks(tmp_path, monkeyp
         calls.append((f"torchrun x{nproc}", run.notebook))
         return runner.RunResult(run.to_run(), True, None, None, None, 0.0)
 
-    monkeypatch.setattr(runner, "run_many", fake_run_many)
+    monkeypatch.setattr(reproduce, "run_many", fake_run_many)
     monkeypatch.setattr(reproduce, "run_torchrun", fake_torchrun)
     results = reproduce.execute(plan, tmp_path, jobs=2, torchrun=3)
     assert len(results) == len(plan.runs) and all(r.ok for r in results)

@@ -71,7 +71,7 @@ def test_smoke_embedded_and_reduced_runs_are_separate_and_never_reproductions():
         assert measured[key].verdict == "not a reproduction" and not measured[key].eligible
     assert report.counts() == {"measured": 3, "eligible": 1, "consistent": 1,
                                "not_reproduction": 2}
-    md = report.markdown()
+    md = render.report_markdown(report)
     assert "**SMOKE, EMBEDDED DATA**" in md and "**REDUCED (quick)**" in md
     assert "2 are NOT reproductions" in md
 
@@ -143,7 +143,7 @@ def test_sizes_filled_from_size_function_on_any_profile():
 def test_outputs_markdown_csv_html(tmp_path):
     scs = {"a": cifar("a", "hbnet56", 5.0, 0), "b": cifar("b", "hbnet56", 6.0, 1)}
     report = tables.build(sidecars=scs, size_fn=no_sizes)
-    md = report.markdown(header="made by a test")
+    md = render.report_markdown(report, header="made by a test")
     for t in paper.TABLES.values():
         assert t.title in md
     assert "made by a test" in md and "Table 3: candidate operations" in md
@@ -200,12 +200,12 @@ def test_curves_read_every_log_kind_and_skip_torn_lines(tmp_path):
     scs = {"a": cifar("a", "hbnet56", 5.0, 0)}
     run = tmp_path / "runs" / "a"
     run.mkdir(parents=True)
-    (run / "metrics.jsonl").write_text(
+    (run / "metrics.jsonl").write_text(  # every kind of record a fit writes, and a torn line
         '{"kind": "start", "epochs_planned": 2}\n'
         '{"kind": "step", "step": 1, "loss": 2.5, "epoch": 0.5}\n'
         '{"kind": "epoch", "epoch": 1, "train_loss": 2.0, "test_error": 50.0, "lr": 0.1}\n'
-        '{"kind": "end", "epoch": 1, "test_error": 50.0}\n')
-    (run / "eval.jsonl").write_text('{"epoch": 1, "test_error": 40.0, "epoch_s": 3.0}\n{"epo')
+        '{"kind": "end", "epoch": 1, "test_error": 50.0}\n'
+        '{"kind": "epoch", "epoch": 1, "test_error": 40.0, "epoch_s": 3.0}\n{"epo')
     found = tables.measurements(scs)
     frame = curves.load(tmp_path, found)
     got = sorted(zip(frame["epoch"], frame["metric"], frame["value"]))

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from optnb import cli
 from optnb.train import read_jsonl
-from optnb.train.cli import main
+
+
+def main(argv: list[str]) -> int:
+    return cli.main(["train", *argv])
+
+
+def sidecar(run) -> tuple[dict, dict]:
+    """The run's sidecar (as a notebook writes it) and its results as ``{name: value}``."""
+    found = json.loads((run / "result.json").read_text())
+    return found, {k: v["value"] for k, v in found["results"].items()}
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +38,10 @@ def test_smoke_row_end_to_end_and_resume(tmp_path, capsys):
             "--results-dir", str(tmp_path), "--run-id", "row", "--beta", "0.3", "--quiet"]
     assert main(args) == 0
     run = tmp_path / "runs" / "row"
-    summary = json.loads((run / "train_result.json").read_text())
-    assert summary["model"] == "hbnet56" and summary["trained_model"] == "hbnet20"
-    assert summary["dataset"] == "embedded" and summary["dataset_real"] is False
+    found, summary = sidecar(run)
+    assert found["parameters"]["MODEL"] == "hbnet56" and summary["trained_model"] == "hbnet20"
+    assert found["dataset"] == "embedded" and found["dataset_real"] is False
+    assert found["status"] == "complete" and found["notebook"] == "06_train_cifar"
     assert summary["epochs"] == summary["epochs_planned"] == 2
     assert 0.0 <= summary["test_error"] <= 100.0 and summary["test_samples"] == 359
     assert summary["model_options"] == {"beta": 0.3}
@@ -76,11 +87,11 @@ def test_corrupt_checkpoint_is_reported_and_kept(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--model", "resnet56", "--profile", "fast"], "unknown profile 'fast'"),
-    (["--model", "resnet56", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--model", "resnet56", "--profile", "fast"], "invalid choice: 'fast'"),
+    (["--model", "resnet56", "--dataset", "mnist"], "invalid choice: 'mnist'"),
     (["--model", "resnet56", "--model-option", "nonsense"], "is not KEY=VALUE"),
     (["--model", "resnet56", "--model-option", "beta=0.5"], "takes no option 'beta'"),
-    (["--model", "resnet56", "--recipe", "adam"], "unknown recipe 'adam'"),
+    (["--model", "resnet56", "--recipe", "adam"], "RECIPE='adam' is not valid"),
     (["--epochs", "3"], "--model"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, needle, capsys):
@@ -103,7 +114,7 @@ def test_imagenet_row_streams_an_imagefolder_tree(tmp_path):
                  "--data-root", str(tmp_path), "--results-dir", str(tmp_path), "--run-id", "in",
                  "--device", "cpu", "--workers", "0", "--quiet"])
     assert code == 0
-    summary = json.loads((tmp_path / "runs" / "in" / "train_result.json").read_text())
-    assert summary["dataset_real"] is True and summary["resolution"] == 32
+    found, summary = sidecar(tmp_path / "runs" / "in")
+    assert found["dataset_real"] is True and summary["resolution"] == 32
     assert summary["test_samples"] == 24 and summary["top5_error"] is not None
     assert summary["recipe"] == "imagenet" and summary["epochs"] == 1

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optnb.paths import notebooks_dir
+
 NAME_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 
@@ -39,12 +41,6 @@ class NotebookInfo:
     stem: str
     path: Path
     parameters: dict[str, NotebookParameter] = field(default_factory=dict)
-
-
-def notebooks_dir() -> Path:
-    from optnb.paths import notebooks_dir as _notebooks_dir
-
-    return _notebooks_dir()
 
 
 def list_notebooks(directory: str | os.PathLike | None = None) -> list[Path]:

@@ -7,7 +7,7 @@ package types these numbers again: ``optnb.experiments.tables`` and notebook 90 
 Conventions:
 
 * errors are in percent, parameters in millions (``params_m``), FLOPs in G (``flops_g``, the
-  paper's unit; they appear to be multiply-accumulates, see ``notes/performance.md`` section 3),
+  paper's unit; they appear to be multiply-accumulates, see ``docs/performance.md``),
   search cost in GPU days;
 * ``None`` is a dash in the paper (not reported);
 * row keys of the rows this suite can produce are the names the plans use

@@ -21,6 +21,7 @@ tables never depend on the plan that produced a run, only on its recorded parame
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,9 +29,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optnb import data
 from optnb.experiments import paper
+from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
+from optnb.experiments.results import run_id_for
+from optnb.experiments.runner import Run
+from optnb.experiments.targets import (
+    NB_CIFAR,
+    NB_EVALUATE,
+    NB_IMAGENET,
+    NB_SEARCH,
+    P_AUGMENT,
+    P_DATASET,
+    P_GENOTYPE,
+    P_INIT,
+    P_MODEL,
+    P_ORDER,
+    P_SEARCH_RUN,
+    P_SPACE,
+    P_TASK,
+    SEARCH_ROWS,
+    TORCHRUN_NOTEBOOKS,
+    TRANSFER_ROWS,
+    Target,
+)
+from optnb.specs import PROFILES
 
-PROFILES = ("smoke", "quick", "paper")
 SUITES = ("notebooks", "table1", "table2", "table3", "table4", "table5")
 
 NOTEBOOKS_SUITE = (
@@ -41,29 +65,6 @@ NOTEBOOKS_SUITE = (
     "04_faster_optimizer_better_network",
     "05_hbnet_agdnet",
 )
-NB_CIFAR = "06_train_cifar"
-NB_IMAGENET = "07_train_imagenet"
-NB_SEARCH = "08_nas_search"
-NB_EVALUATE = "09_nas_evaluate"
-NB_REPORT = "90_reproduce_tables"
-TORCHRUN_NOTEBOOKS = (NB_CIFAR, NB_IMAGENET)  # rows `optnb reproduce --torchrun N` can launch
-
-#: Table 4 rows produced by a search: row key -> (SPACE, INIT, ORDER). The paper does not say which
-#: order the HB and AGD spaces used; their costs (0.3 / 0.4 GPU days) match DARTS's first order
-#: (0.4), so first order it is (``ORDER`` is a notebook parameter if you want the other).
-SEARCH_ROWS: Mapping[str, tuple[str, str, int]] = {
-    "darts_1st": ("darts", "random", 1),
-    "darts_2nd": ("darts", "random", 2),
-    "hb": ("hb", "random", 1),
-    "hb_init": ("hb", "hb", 1),
-    "agd": ("agd", "random", 1),
-}
-#: Table 5 rows: row key -> where its genotype comes from (a Table 4 search row or a named cell).
-TRANSFER_ROWS: Mapping[str, tuple[str, str]] = {
-    "agd": ("search", "agd"),
-    "darts_2nd": ("named", "DARTS_V2"),
-}
-
 SMOKE_ROWS: Mapping[str, tuple[str, ...]] = {
     "table1": ("resnet56", "hbnet56", "densenet40", "agdnet40"),
     "table2": ("resnet34", "hbnet34"),
@@ -72,24 +73,8 @@ SMOKE_ROWS: Mapping[str, tuple[str, ...]] = {
 }
 SMOKE_TABLE1_COLUMNS = ("cifar10+",)
 
-# Parameter names of the notebooks (kept in sync with the notebooks; `validate` checks them).
-P_MODEL, P_DATASET, P_AUGMENT = "MODEL", "DATASET", "AUGMENT"
-P_SPACE, P_INIT, P_ORDER = "SPACE", "INIT", "ORDER"
-P_GENOTYPE, P_SEARCH_RUN, P_TASK = "GENOTYPE", "SEARCH_RUN", "TASK"
-
-
 class PlanError(ValueError):
     """A plan cannot be built or does not validate (one line naming the problem and the choices)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """The table cell a run fills: ``column`` None means every measured column of the row."""
-
-    table: str
-    row: str
-    column: str | None = None
-    role: str = "train"  # train | search | evaluate | transfer
 
 
 @dataclass(frozen=True)
@@ -104,9 +89,7 @@ class PlannedRun:
     needs: tuple[str, ...] = ()
     estimate_s: float = 0.0
 
-    def to_run(self) -> Any:
-        from optnb.experiments.runner import Run
-
+    def to_run(self) -> Run:
         return Run(self.notebook, dict(self.parameters), self.run_id)
 
 
@@ -178,73 +161,7 @@ class Plan:
 
 
 # ----------------------------------------------------------------------------------------------
-# Cost estimates (seconds per run). smoke: measured on the shared 2-core CPU machine (a full
-# `optnb reproduce --profile smoke --jobs 2`, papermill time plus ~20 s of process start-up per
-# run; the NAS notebooks were then well above their one-minute target).
-# paper: one H100/H200-class GPU, from notes/performance.md (targets G2-G4: CIFAR epoch times,
-# NAS search/evaluation hours) times the paper's schedules (300 CIFAR epochs, 50 search epochs,
-# 600 evaluation epochs; ImageNet ~90 epochs, loader-bound). quick: a tenth of paper (shortened
-# schedules), at least a minute.
-
-ESTIMATE_BASIS = {
-    "smoke": "2-core CPU, smoke sizes",
-    "quick": "one H100/H200-class GPU, ~1/10 of the paper's schedules",
-    "paper": "one H100/H200-class GPU, the paper's schedules",
-}
-_SMOKE_S = {"theory": 45.0, NB_CIFAR: 55.0, NB_IMAGENET: 60.0, NB_SEARCH: 200.0,
-            NB_EVALUATE: 80.0}
-_CIFAR_EPOCH_S = {  # performance.md G2 targets; HB +10 %, AGD +20 %
-    "resnet56": 3.0, "hbnet56": 3.3, "resnet110": 6.0, "hbnet110": 6.6,
-    "densenet40": 8.0, "agdnet40": 9.6, "densenet52": 12.0, "agdnet52": 14.4,
-}
-_IMAGENET_H = {  # ~90 epochs, JPEG-decoding-bound on one GPU
-    "resnet34": 10.0, "hbnet34": 10.5, "resnet50": 14.0, "hbnet50": 14.5,
-    "resnet101": 22.0, "hbnet101": 23.0, "densenet121": 18.0, "agdnet121": 19.0,
-}
-_SEARCH_H = {"darts_1st": 1.5, "darts_2nd": 3.75, "hb": 1.1, "hb_init": 1.1, "agd": 1.6}
-_EVALUATE_H = 6.0  # 600 epochs, 20 cells, C = 36
-_TRANSFER_H = 48.0  # ImageNet mobile setting, 250 epochs
-_QUICK_FRACTION = 0.1
-
-
-def estimate_run_s(profile: str, notebook: str, target: Target | None) -> float:
-    """Seconds one run is expected to take (see ``ESTIMATE_BASIS``)."""
-    if profile == "smoke":
-        return _SMOKE_S.get(notebook, _SMOKE_S["theory"])
-    if target is None:  # theory notebooks do not scale with the profile much
-        return 60.0
-    row = target.row
-    if notebook == NB_CIFAR:
-        seconds = 300 * _CIFAR_EPOCH_S.get(row, 10.0)
-    elif notebook == NB_IMAGENET:
-        seconds = 3600 * _IMAGENET_H.get(row, 15.0)
-    elif notebook == NB_SEARCH:
-        seconds = 3600 * _SEARCH_H.get(row, 1.5)
-    elif target.role == "transfer":
-        seconds = 3600 * _TRANSFER_H
-    else:
-        seconds = 3600 * _EVALUATE_H
-    return seconds if profile == "paper" else max(60.0, _QUICK_FRACTION * seconds)
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f}min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-# ----------------------------------------------------------------------------------------------
 # Building plans
-
-
-def _make_id(notebook: str, parameters: Mapping[str, Any]) -> str:
-    from optnb.experiments.runner import make_run_id
-
-    return make_run_id(notebook, dict(parameters))
 
 
 def parse_only(only: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -295,10 +212,8 @@ def build(
     if profile == "smoke":
         seed_list = seed_list[:1]
     if available is None:
-        from optnb import data
-
         available = data.available
-    make_id = make_id or _make_id
+    make_id = make_id or run_id_for
     plan = Plan(profile=profile, seeds=seed_list, suites=suites)
     builder = _Builder(plan, available, make_id)
     for suite in suites:
@@ -402,74 +317,36 @@ class _Builder:
                           needs=needs)
 
 
-# ----------------------------------------------------------------------------------------------
-# From a finished run back to its table cell
-
-
-def search_row(space: Any, init: Any, order: Any) -> str | None:
-    """The Table 4 row of a search setting, or None when the paper has no such row."""
-    for row, setting in SEARCH_ROWS.items():
-        if setting == (space, init, _as_int(order)):
-            return row
-    return None
-
-
-def _as_int(value: Any) -> Any:
+def load_plan(path: str | os.PathLike, profile: str) -> Plan:
+    """A plan from JSON: ``{"profile"?, "runs": [{"notebook", "parameters", "suite"?,
+    "target"?: {"table", "row", "column"?, "role"?}, "needs"?: [run ids or indices],
+    "estimate_s"?}]}``. Run ids come from ``results.run_id_for``; ``needs`` may name earlier
+    runs by their index in the list."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
-
-
-def target_of(
-    sidecar: Mapping[str, Any],
-    lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
-) -> Target | None:
-    """The table cell a run's sidecar fills, from its notebook and recorded parameters.
-
-    ``lookup(run_id)`` returns another run's sidecar (used for evaluations that name the search
-    run they took their genotype from). Runs that match no paper row return None.
-    """
-    notebook = Path(str(sidecar.get("notebook", ""))).stem
-    params = sidecar.get("parameters") or {}
-    if notebook == NB_CIFAR:
-        model = params.get(P_MODEL)
-        if model not in {r.key for r in paper.table("table1").reproducible_rows}:
-            return None
-        requested = params.get(P_DATASET)
-        real = requested if requested in ("cifar10", "cifar100") else "cifar10"
-        column = real + ("+" if params.get(P_AUGMENT) else "")
-        return Target("table1", model, column)
-    if notebook == NB_IMAGENET:
-        model = params.get(P_MODEL)
-        keys = {r.key for r in paper.table("table2").reproducible_rows}
-        return Target("table2", model) if model in keys else None
-    if notebook == NB_SEARCH:
-        row = search_row(params.get(P_SPACE), params.get(P_INIT), params.get(P_ORDER))
-        return Target("table4", row, None, "search") if row else None
-    if notebook == NB_EVALUATE:
-        return _evaluate_target(params, lookup)
-    return None
-
-
-def _evaluate_target(params: Mapping[str, Any], lookup: Callable | None) -> Target | None:
-    transfer = params.get(P_TASK) == "imagenet"
-    table, role = ("table5", "transfer") if transfer else ("table4", "evaluate")
-    row = None
-    search_id = params.get(P_SEARCH_RUN) or ""
-    genotype = params.get(P_GENOTYPE) or ""
-    if search_id and lookup is not None:
-        search = lookup(search_id) or {}
-        sp = search.get("parameters") or {}
-        row = search_row(sp.get(P_SPACE), sp.get(P_INIT), sp.get(P_ORDER))
-    elif genotype in ("DARTS_V2", "DARTS"):
-        row = "darts_2nd"
-    elif genotype == "DARTS_V1":
-        row = "darts_1st"
-    if row is None:
-        return None
-    keys = {r.key for r in paper.table(table).reproducible_rows}
-    return Target(table, row, None, role) if row in keys else None
+        spec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise PlanError(f"cannot read plan file {path}: {err}") from None
+    if not isinstance(spec, dict) or spec.get("profile", profile) not in PROFILES:
+        raise PlanError(f"plan {path}: 'profile' must be one of {', '.join(PROFILES)}")
+    plan = Plan(profile=spec.get("profile", profile), seeds=(0,), suites=("plan",))
+    ids: list[str] = []
+    for i, entry in enumerate(spec.get("runs", [])):
+        try:
+            notebook, params = str(entry["notebook"]), dict(entry.get("parameters", {}))
+            needs = tuple(ids[n] if isinstance(n, int) else str(n) for n in entry.get("needs", ()))
+            target = Target(**entry["target"]) if entry.get("target") else None
+            estimate = float(entry.get("estimate_s", 60.0))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise PlanError(f"plan {path}: run {i} is malformed ({type(err).__name__}: {err}); "
+                            "expected notebook, parameters, and optionally suite, target, "
+                            "needs (indices of earlier runs), estimate_s") from None
+        run = PlannedRun(notebook, params, run_id_for(notebook, params), entry.get("suite", "plan"),
+                         target, needs, estimate)
+        ids.append(run.run_id)
+        plan.add(run)
+    if not plan.runs:
+        raise PlanError(f"plan {path} has no runs")
+    return plan
 
 
 def torchrun_command(run: PlannedRun, nproc: int, results_dir: str | os.PathLike,

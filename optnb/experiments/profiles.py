@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optnb.experiments import results
+from optnb.paths import results_dir, run_dir
 from optnb.specs import (
     DATASET_CHOICES,
     LIVE_CHOICES,
@@ -79,9 +81,25 @@ def resolve_profile(name: str) -> str:
     COMMON["PROFILE"].validate("PROFILE", name)
     if name != "auto":
         return name
-    import torch
+    import torch  # deferred: only ``auto`` needs to look for a GPU
 
     return "quick" if torch.cuda.is_available() else "smoke"
+
+
+def effective_profile(requested: str, label: str = "PROFILE") -> tuple[str, list[str]]:
+    """The profile a run asked for ``requested`` really uses, and notes saying why:
+    ``$OPTNB_PROFILE`` wins (CI sets it, and every notebook's ``resolve`` applies it), then
+    ``auto`` becomes quick with a CUDA GPU and smoke without."""
+    notes = []
+    env = os.environ.get("OPTNB_PROFILE", "").strip()
+    if env and env != requested:
+        COMMON["PROFILE"].validate("OPTNB_PROFILE", env)
+        notes.append(f"profile from $OPTNB_PROFILE={env} (overrides {label} {requested}, as in the notebooks)")
+        requested = env
+    profile = resolve_profile(requested)
+    if requested == "auto":
+        notes.append(f"profile auto -> {profile}")
+    return profile, notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +168,8 @@ def _live_mode(requested: str) -> str:
 
 
 def _dataset(requested: str, notebook: str, profile: str) -> tuple[str, list[str]]:
-    from optnb import data  # lazy: data imports torch/torchvision
+    # deferred: optnb.data imports torch/torchvision, which `optnb list` and the runner never need
+    from optnb import data
 
     notes: list[str] = []
     if requested == "auto":
@@ -159,12 +178,12 @@ def _dataset(requested: str, notebook: str, profile: str) -> tuple[str, list[str
         real = DEFAULT_REAL_DATASET.get(notebook, "cifar10")
         if data.available(real):
             return real, notes
-        notes.append(f"{real} not found under {data_root()}: using the EMBEDDED dataset")
+        notes.append(f"{real} not found at {data.location(real)}: using the EMBEDDED dataset")
         return "embedded", notes
     if requested in REAL_DATASETS and not data.available(requested):
         raise ParameterError(
-            f"DATASET={requested!r} was asked for but is not under {data_root()}; put it there "
-            f"(see README) or use DATASET='embedded' (valid: {', '.join(DATASET_CHOICES)})"
+            f"DATASET={requested!r} was asked for but is not under {data.location(requested)}; put its "
+            f"files there (see README) or use DATASET='embedded' (valid: {', '.join(DATASET_CHOICES)})"
         )
     return requested, notes
 
@@ -174,12 +193,6 @@ def _smoke_threads() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ParameterError(f"OPTNB_THREADS={raw!r} is not valid; expected a positive int")
     return int(raw)
-
-
-def data_root() -> Path:
-    from optnb.paths import data_dir
-
-    return data_dir()
 
 
 def collect_parameters(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> dict[str, Any]:
@@ -209,14 +222,16 @@ def validate(values: Mapping[str, Any], spec: Mapping[str, Param]) -> dict[str, 
     return out
 
 
-def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) -> Config:
+def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
+            register: bool = True) -> Config:
     """Validate a notebook's parameters, apply profile and environment, seed, register the run.
+
+    ``register=False`` (the non-zero ranks of a ``torchrun`` job) writes no sidecar.
 
     ``namespace`` is normally ``globals()`` of the notebook. Environment overrides (CI): ``OPTNB_PROFILE``,
     ``OPTNB_DEVICE``, ``OPTNB_LIVE`` and ``OPTNB_HEADLESS=1`` (``LIVE="auto"`` becomes ``off``).
     """
-    from optnb.experiments import results
-    from optnb.paths import results_dir as default_results_dir
+    # deferred: optnb.seed imports torch, which `optnb list` and the runner never need
     from optnb.seed import resolve_device, seed_everything
 
     spec = notebook_spec(notebook)
@@ -228,9 +243,8 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) ->
             notes.append(f"{name} from ${env}")
     values = validate(values, spec)
 
-    profile = resolve_profile(values["PROFILE"])
-    if values["PROFILE"] == "auto":
-        notes.append(f"profile auto -> {profile}")
+    profile, profile_notes = effective_profile(values["PROFILE"])
+    notes.extend(profile_notes)
     try:
         device = resolve_device(values["DEVICE"])
     except ValueError as err:
@@ -240,17 +254,15 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) ->
     if values["RUN_ID"] and not _RUN_ID.match(values["RUN_ID"]):
         raise ParameterError(f"RUN_ID={values['RUN_ID']!r} may only hold letters, digits, '_', '-', '.'")
     run_id = values["RUN_ID"] or results.run_id_for(notebook, values)
-    base = default_results_dir(values["RESULTS_DIR"] or None)
+    base = results_dir(values["RESULTS_DIR"] or None)
 
     seed_everything(values["SEED"])
     if profile == "smoke":
-        import torch
+        import torch  # deferred with optnb.seed above
 
         # One thread by default: on small shared CPUs, oversubscribed OpenMP threads spin and made
         # smoke steps up to ~7x slower than a single thread; OPTNB_THREADS overrides.
         torch.set_num_threads(_smoke_threads())
-
-    from optnb.paths import run_dir as make_run_dir
 
     cfg = Config(
         notebook=notebook,
@@ -262,12 +274,13 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False) ->
         live=_live_mode(values["LIVE"]),
         results_dir=base,
         run_id=run_id,
-        run_dir=make_run_dir(run_id, base),
+        run_dir=run_dir(run_id, base),
         params={k.lower(): v for k, v in values.items() if k in spec},
         parameters=values,
         notes=tuple(notes),
     )
-    results.start_run(cfg)
+    if register:
+        results.start_run(cfg)
     if not quiet:
         print(cfg.summary())
     return cfg

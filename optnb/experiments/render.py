@@ -16,6 +16,7 @@ from typing import Any
 
 from optnb.experiments import paper
 from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, Line, Report
+from optnb.nas.operations import PRIMITIVES
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -84,15 +85,8 @@ def sizes_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return md_table(SIZE_HEADER, body)
 
 
-def operations_markdown(registry: Sequence[str] | None = None) -> str:
-    """Table 3 beside the operation registry of ``optnb.nas`` (when importable)."""
-    if registry is None:
-        try:
-            from optnb.nas.operations import PRIMITIVES
-
-            registry = PRIMITIVES
-        except ImportError:
-            registry = ()
+def operations_markdown(registry: Sequence[str] = PRIMITIVES) -> str:
+    """Table 3 beside the operation registry of ``optnb.nas``."""
     body = [[str(op.index), op.label, f"`{op.name}`",
              "yes" if op.name in registry else ("\u2014" if not registry else "**missing**")]
             for op in paper.OPERATIONS]

@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from optnb.paths import repo_root
+
 MIMETYPE = "application/vnd.optnb.result+json"
 SIDECAR = "result.json"
 _EXCLUDED_FROM_ID = ("LIVE", "RESULTS_DIR", "RUN_ID")
@@ -95,8 +97,6 @@ def is_complete(run_dir: str | os.PathLike) -> bool:
 
 @lru_cache(maxsize=1)
 def git_info() -> dict[str, Any]:
-    from optnb.paths import repo_root
-
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 else ""
@@ -150,11 +150,6 @@ def start_run(cfg: Any) -> Path:
     _current.clear()
     _current.update(path=path, run_dir=Path(cfg.run_dir))
     return path
-
-
-def current_run_dir() -> Path | None:
-    """The run folder registered by the last ``resolve`` in this process, if any."""
-    return _current.get("run_dir")
 
 
 def _display(payload: dict[str, Any]) -> None:

@@ -15,6 +15,12 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import torch
+
+from optnb.models import count_compute, measure
+from optnb.nas import genotypes
+from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters
+
 #: Table 4/5 rows whose paper numbers are DARTS's published cells (used when no search is given).
 PUBLISHED = {"darts_1st": "DARTS_V1", "darts_2nd": "DARTS_V2"}
 #: Rows whose printed size the standard construction does not reach (never altered to match).
@@ -47,20 +53,12 @@ def full_size(table: str, row: str, genotype: Any = None) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _model_size(name: str) -> tuple[tuple[str, Any], ...]:
-    from optnb.models import measure
-
     m = measure(name)
     return (("params_m", m["params_m"]), ("flops_g", m["macs_g"]))
 
 
 @lru_cache(maxsize=64)
 def _cell_size(table: str, genotype_text: str) -> tuple[tuple[str, Any], ...]:
-    import torch
-
-    from optnb.models.flops import count_compute
-    from optnb.nas import genotypes
-    from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters
-
     try:
         spec: Any = json.loads(genotype_text)
     except json.JSONDecodeError:

@@ -11,12 +11,11 @@ labelled (``SMOKE``, ``EMBEDDED DATA``, ``REDUCED (quick)``) and excluded from a
 claim. Model sizes and FLOPs need no training and come from the model code on every profile
 (``size_rows``).
 
-Rendering (Markdown, HTML, CSV) is in ``optnb.experiments.render``.
+Rendering (Markdown, HTML, CSV) is in ``optnb.experiments.render``, which reads these lines.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import paper, plans
-from optnb.experiments.plans import Target
+from optnb.experiments import paper, sizes
+from optnb.experiments.results import read_sidecar
+from optnb.experiments.targets import Target, target_of
+from optnb.paths import runs_dir
 
 #: Where each table column's number comes from in a run's recorded results (first key found).
 #: ``test_error``/``top1_error``/``top5_error`` are percentages; ``params`` is a count (or M).
@@ -105,51 +106,16 @@ class Line:
 # Reading runs
 
 
-TRAIN_RESULT = "train_result.json"  # written by `optnb train` (also under torchrun)
-
-
 def read_sidecars(results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every run under ``<results>/runs/``, keyed by run id (sorted): the notebook sidecar
-    ``result.json``, or for ``optnb train`` / torchrun runs their ``train_result.json``."""
-    from optnb.paths import results_dir as default_results
-
-    root = Path(results_dir) if results_dir else default_results()
+    """Every run under ``<results>/runs/``, keyed by run id (sorted): its sidecar ``result.json``,
+    written the same way by a notebook, ``optnb train`` (also under torchrun), ``optnb search``
+    and ``optnb evaluate``."""
     found: dict[str, dict[str, Any]] = {}
-    for folder in sorted(p for p in (root / "runs").glob("*") if p.is_dir()):
-        try:
-            if (folder / "result.json").is_file():
-                sidecar = json.loads((folder / "result.json").read_text())
-            elif (folder / TRAIN_RESULT).is_file():
-                sidecar = sidecar_from_train_result(folder / TRAIN_RESULT)
-            else:
-                continue
-        except (OSError, json.JSONDecodeError):
-            continue
-        found[sidecar.get("run_id") or folder.name] = sidecar
+    for folder in sorted(p for p in runs_dir(results_dir).glob("*") if p.is_dir()):
+        sidecar = read_sidecar(folder)
+        if sidecar:
+            found[sidecar.get("run_id") or folder.name] = sidecar
     return found
-
-
-def sidecar_from_train_result(path: Path) -> dict[str, Any]:
-    """A notebook-style sidecar for a run made by ``optnb train`` (e.g. under torchrun)."""
-    from datetime import UTC, datetime
-
-    tr = json.loads(path.read_text())
-    imagenet = tr.get("model") in {r.key for r in paper.table("table2").rows}
-    world = tr.get("world_size", 1)
-    return {
-        "notebook": plans.NB_IMAGENET if imagenet else plans.NB_CIFAR,
-        "run_id": path.parent.name,
-        "status": "complete",
-        "parameters": {"MODEL": tr.get("model"), "DATASET": tr.get("dataset"),
-                       "AUGMENT": tr.get("augment"), "SEED": tr.get("seed"),
-                       "PROFILE": tr.get("profile")},
-        "profile": tr.get("profile"), "dataset": tr.get("dataset"),
-        "dataset_real": bool(tr.get("dataset_real")),
-        "device": f"{tr.get('device')} x{world} (torchrun)" if world > 1 else tr.get("device"),
-        "finished": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
-        "results": {k: {"value": v, "unit": None} for k, v in tr.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool)},
-    }
 
 
 def _result(results: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, Any] | None:
@@ -202,7 +168,7 @@ def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]
     for run_id, sc in sorted(sidecars.items()):
         if sc.get("status") != "complete":
             continue
-        target = plans.target_of(sc, sidecars.get)
+        target = target_of(sc, sidecars.get)
         if target is None:
             continue
         results = sc.get("results") or {}
@@ -211,6 +177,9 @@ def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]
         params = sc.get("parameters") or {}
         device = str(sc.get("device", ""))
         gpu = (sc.get("versions") or {}).get("gpu")
+        world = _result(results, ("world_size",))
+        if world and isinstance(world[1], int) and world[1] > 1:
+            device = f"{device} x{world[1]} (torchrun)"
         found.append(
             Measurement(
                 run_id=run_id,
@@ -317,25 +286,15 @@ def lines(table_name: str, found: Sequence[Measurement], include_missing: bool =
 # ----------------------------------------------------------------------------------------------
 # Model sizes (no training needed)
 
-#: ``size_fn(table, row, genotype) -> {"params_m": float, "flops_g": float}`` or raises.
+#: ``size_fn(table, row, genotype) -> {"params_m": float, "flops_g": float}`` or raises
+#: ``LookupError`` where the code is missing; default ``optnb.experiments.sizes.full_size``
 SizeFn = Callable[[str, str, Any], Mapping[str, float]]
-
-
-def default_size(table: str, row: str, genotype: Any = None) -> Mapping[str, float]:
-    """Full-size parameter count (M) and FLOPs (G multiply-accumulates) from the model code.
-
-    Tables 1-2: ``optnb.models`` by row name. Tables 4-5: the evaluation network of the searched
-    (or named) genotype from ``optnb.nas``. Raises ``LookupError`` where the code is missing.
-    """
-    from optnb.experiments import sizes
-
-    return sizes.full_size(table, row, genotype)
 
 
 def size_rows(table_name: str, found: Sequence[Measurement] = (),
               size_fn: SizeFn | None = None) -> list[dict[str, Any]]:
     """Params (M) and FLOPs (G) of every reproducible row, paper vs the model code, any profile."""
-    size_fn = size_fn or default_size
+    size_fn = size_fn or sizes.full_size
     table = paper.table(table_name)
     out = []
     searched: dict[str, Measurement] = {}
@@ -389,12 +348,6 @@ class Report:
             "consistent": sum(x.verdict == "consistent" for x in measured),
             "not_reproduction": sum(not x.eligible for x in measured),
         }
-
-    def markdown(self, title: str = "Reproduction report", header: str = "") -> str:
-        """The report as Markdown (see ``optnb.experiments.render.report_markdown``)."""
-        from optnb.experiments.render import report_markdown
-
-        return report_markdown(self, title, header)
 
 
 def parse_tables(spec: str | Sequence[str] | None) -> tuple[str, ...]:

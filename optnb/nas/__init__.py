@@ -1,7 +1,7 @@
 """Neural architecture search of paper §9: the DARTS, HB (eq. 15) and AGD (eqs. 20-21) search
 spaces, the bilevel architect (1st/2nd order), genotypes and derive rules, the evaluation
 networks of Tables 4-5, the checkpointed search loop, plots and the ``optnb search`` /
-``optnb evaluate`` commands. Conventions: ``shared/notes/darts_conventions.md``.
+``optnb evaluate`` commands. Choices and DARTS conventions: ``docs/nas_choices.md``.
 """
 
 from optnb.nas.architect import Architect, unrolled_grad, unrolled_grad_autograd

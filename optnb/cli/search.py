@@ -1,0 +1,91 @@
+"""``optnb search``: search a cell (paper §9; notebook 08 without Jupyter).
+
+    optnb search --space hb --init hb --order 1 --profile paper --dataset cifar10 --seed 2
+    optnb search --space agd --seeds 0 1 2 3 --jobs 4       # one process per seed
+
+Parameters go through the notebook's own ``resolve`` (same validation, run ids, sidecars and
+per-profile sizes), so a command and a notebook run of the same settings share one run folder and
+resume each other's checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from optnb.cli.common import CliError, Parser, add_run_options, exit_code, run_parameters
+from optnb.experiments.workers import WorkerPool
+
+NAME = "search"
+HELP = "search a cell (notebook 08 without Jupyter)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="darts", help="darts | hb | agd")
+    p.add_argument("--init", default="random", help="random | zeros | hb")
+    p.add_argument("--order", type=int, default=1, help="1 or 2")
+    p.add_argument("--hb-init-logit", type=float, default=5.0)
+    p.add_argument("--derive", default="auto", help="derive rule (auto: the space's)")
+    add_run_options(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="several seeds, each in its own process")
+    p.add_argument("--jobs", type=int, default=1, help="processes at once with --seeds")
+    p.add_argument("--no-resume", action="store_true", help="start over, replacing a checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seeds:
+        return run_seeds(args)
+    # deferred: torch loads only when a command needs it (a fast `optnb list`)
+    from optnb.experiments import record, resolve
+    from optnb.experiments.results import mark_complete
+    from optnb.nas.experiment import load_search_data, search_summary
+    from optnb.nas.params import search_config
+    from optnb.nas.search import search
+
+    params = {**run_parameters(args), "SPACE": args.space, "INIT": args.init, "ORDER": args.order,
+              "HB_INIT_LOGIT": args.hb_init_logit, "DERIVE": args.derive}
+    cfg = resolve(params, notebook="08_nas_search")
+    settings = search_config(cfg)  # validated before any data is loaded
+    images, labels = load_search_data(cfg)
+    result = search(settings, images, labels, cfg.device, cfg.dataset, cfg.run_dir,
+                    resume=not args.no_resume)
+    for name, value, unit in search_summary(result):
+        record(name, value, unit)
+    if result.complete:
+        mark_complete(cfg.run_dir)
+    print(f"run folder: {cfg.run_dir}")
+    return 0
+
+
+def seed_argv(args: argparse.Namespace, seed: int) -> list[str]:
+    """The ``optnb search`` arguments of one seed of a ``--seeds`` run."""
+    argv = ["--space", args.space, "--init", args.init, "--order", str(args.order),
+            "--hb-init-logit", str(args.hb_init_logit), "--derive", args.derive,
+            "--profile", args.profile, "--device", args.device, "--dataset", args.dataset,
+            "--epochs", str(args.epochs), "--results", args.results, "--seed", str(seed)]
+    return argv + (["--no-resume"] if args.no_resume else [])
+
+
+def run_seeds(args: argparse.Namespace) -> int:
+    """One search per seed in worker processes (``optnb.experiments.workers``: spawned, stopped
+    on Ctrl-C, never outliving this one), at most ``--jobs`` at once; the worst exit code."""
+    if args.run_id:
+        raise CliError("--run-id names one run; it cannot be used with --seeds")
+    if args.jobs < 1:
+        raise CliError(f"--jobs must be >= 1, got {args.jobs}")
+    pool = WorkerPool(min(args.jobs, len(args.seeds)))
+    try:
+        futures = [pool.submit(run_seed, seed_argv(args, s)) for s in args.seeds]
+        codes = [f.result() for f in futures]
+    except KeyboardInterrupt:
+        pool.stop()
+        raise
+    pool.close()
+    return max(codes)
+
+
+def run_seed(argv: list[str]) -> int:
+    """``optnb search ARGV`` in a worker process, with the command's exit codes."""
+    parser = Parser(prog="optnb search")
+    add_arguments(parser)
+    return exit_code(lambda: run(parser.parse_args(argv)))

@@ -1,0 +1,120 @@
+"""Which table cell a run fills, and back: the notebooks that produce the paper's tables, the
+Table 4/5 rows and their search settings, and :func:`target_of`, which turns a finished run's
+sidecar into its table cell (the tables never depend on the plan that produced a run, only on
+its recorded parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optnb.experiments import paper
+
+NB_CIFAR = "06_train_cifar"
+NB_IMAGENET = "07_train_imagenet"
+NB_SEARCH = "08_nas_search"
+NB_EVALUATE = "09_nas_evaluate"
+NB_REPORT = "90_reproduce_tables"
+TORCHRUN_NOTEBOOKS = (NB_CIFAR, NB_IMAGENET)  # rows `optnb reproduce --torchrun N` can launch
+
+#: Table 4 rows produced by a search: row key -> (SPACE, INIT, ORDER). The paper does not say which
+#: order the HB and AGD spaces used; their costs (0.3 / 0.4 GPU days) match DARTS's first order
+#: (0.4), so first order it is (``ORDER`` is a notebook parameter if you want the other).
+SEARCH_ROWS: Mapping[str, tuple[str, str, int]] = {
+    "darts_1st": ("darts", "random", 1),
+    "darts_2nd": ("darts", "random", 2),
+    "hb": ("hb", "random", 1),
+    "hb_init": ("hb", "hb", 1),
+    "agd": ("agd", "random", 1),
+}
+#: Table 5 rows: row key -> where its genotype comes from (a Table 4 search row or a named cell).
+TRANSFER_ROWS: Mapping[str, tuple[str, str]] = {
+    "agd": ("search", "agd"),
+    "darts_2nd": ("named", "DARTS_V2"),
+}
+
+# Parameter names of the notebooks (kept in sync with the notebooks; `validate` checks them).
+P_MODEL, P_DATASET, P_AUGMENT = "MODEL", "DATASET", "AUGMENT"
+P_SPACE, P_INIT, P_ORDER = "SPACE", "INIT", "ORDER"
+P_GENOTYPE, P_SEARCH_RUN, P_TASK = "GENOTYPE", "SEARCH_RUN", "TASK"
+
+
+
+@dataclass(frozen=True)
+class Target:
+    """The table cell a run fills: ``column`` None means every measured column of the row."""
+
+    table: str
+    row: str
+    column: str | None = None
+    role: str = "train"  # train | search | evaluate | transfer
+
+
+
+def search_row(space: Any, init: Any, order: Any) -> str | None:
+    """The Table 4 row of a search setting, or None when the paper has no such row."""
+    for row, setting in SEARCH_ROWS.items():
+        if setting == (space, init, _as_int(order)):
+            return row
+    return None
+
+
+def _as_int(value: Any) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def target_of(
+    sidecar: Mapping[str, Any],
+    lookup: Callable[[str], Mapping[str, Any] | None] | None = None,
+) -> Target | None:
+    """The table cell a run's sidecar fills, from its notebook and recorded parameters.
+
+    ``lookup(run_id)`` returns another run's sidecar (used for evaluations that name the search
+    run they took their genotype from). Runs that match no paper row return None.
+    """
+    notebook = Path(str(sidecar.get("notebook", ""))).stem
+    params = sidecar.get("parameters") or {}
+    if notebook == NB_CIFAR:
+        model = params.get(P_MODEL)
+        if model not in {r.key for r in paper.table("table1").reproducible_rows}:
+            return None
+        requested = params.get(P_DATASET)
+        real = requested if requested in ("cifar10", "cifar100") else "cifar10"
+        column = real + ("+" if params.get(P_AUGMENT) else "")
+        return Target("table1", model, column)
+    if notebook == NB_IMAGENET:
+        model = params.get(P_MODEL)
+        keys = {r.key for r in paper.table("table2").reproducible_rows}
+        return Target("table2", model) if model in keys else None
+    if notebook == NB_SEARCH:
+        row = search_row(params.get(P_SPACE), params.get(P_INIT), params.get(P_ORDER))
+        return Target("table4", row, None, "search") if row else None
+    if notebook == NB_EVALUATE:
+        return _evaluate_target(params, lookup)
+    return None
+
+
+def _evaluate_target(params: Mapping[str, Any], lookup: Callable | None) -> Target | None:
+    transfer = params.get(P_TASK) == "imagenet"
+    table, role = ("table5", "transfer") if transfer else ("table4", "evaluate")
+    row = None
+    search_id = params.get(P_SEARCH_RUN) or ""
+    genotype = params.get(P_GENOTYPE) or ""
+    if search_id and lookup is not None:
+        search = lookup(search_id) or {}
+        sp = search.get("parameters") or {}
+        row = search_row(sp.get(P_SPACE), sp.get(P_INIT), sp.get(P_ORDER))
+    elif genotype in ("DARTS_V2", "DARTS"):
+        row = "darts_2nd"
+    elif genotype == "DARTS_V1":
+        row = "darts_1st"
+    if row is None:
+        return None
+    keys = {r.key for r in paper.table(table).reproducible_rows}
+    return Target(table, row, None, role) if row in keys else None
