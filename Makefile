@@ -27,12 +27,20 @@ venv: $(STAMP)
 reproduce: venv
 	$(HERMETIC) $(BIN)/optnb reproduce --profile $(PROFILE) --jobs $(JOBS)
 
-test: venv lint
+test: test-unit test-notebooks test-browser
+
+test-unit: venv lint
 	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke $(BIN)/python -m pytest -m "not gpu and not slow and not browser" \
 		-p no:cacheprovider --timeout 900 -q
+
+test-notebooks: venv
 	$(HERMETIC) OPTNB_HEADLESS=1 OPTNB_PROFILE=smoke OPTNB_RESULTS=$(CURDIR)/results/nbval $(BIN)/python -m pytest \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 \
 		-p no:cacheprovider --timeout 900 -q notebooks/0[0-5]_*.ipynb
+
+# installs Debian's chromium when it is missing (or says in one line how to), then drives JupyterLab
+test-browser: venv
+	scripts/ensure-browser.sh
 	$(HERMETIC) $(BIN)/python -m pytest -m browser -p no:cacheprovider --timeout 600 -q
 
 lint: venv
