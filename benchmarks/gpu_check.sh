@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# GPU check for optnb's loader and training engine: correctness first, then epoch times.
+# GPU check of optnb: correctness on the device as pytest tests, then speed as side-by-side ratios.
 #
-#   OUT=/some/folder benchmarks/gpu_check.sh        # default OUT: results/gpu_check
+#   OUT=/some/folder benchmarks/gpu_check.sh     # default OUT: results/gpu_check; device cuda
+#   DRY_RUN=1 benchmarks/gpu_check.sh            # (or --cpu) the whole script on the CPU, tiny sizes
 #
-# 1. correctness on the device (benchmarks/gpu_check.py): the GPU-resident loader (normalisation
-#    equals the CPU's, exact data order on resume, rank shards == global batch), HBNet(beta=0) ==
-#    ResNet, fused SGD == foreach SGD, bf16 + channels_last training with checkpoint/resume, the
-#    NaN guard, and ResNet-20 learning the embedded digits;
-# 2. speed (optnb bench): interleaved train steps of resnet56/hbnet56 and densenet40/agdnet40,
-#    peak memory, one timed 50k-image engine epoch per model (the second of two), MFU, and the
-#    engine against a torchvision DataLoader loop.
-# Writes $OUT/gpu_check.{json,md} and $OUT/bench-*.{json,md}/latest.{json,md}. Installs nothing:
-# it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on PYTHONPATH.
-# 3. NAS (optnb.nas.gpu_check): batched mixed ops, bf16, FD vs exact HVP, resume, one search epoch.
-# Expected wall time on one H100/H200: about 3-5 minutes (most of it the timed epochs).
-set -euo pipefail
+# 1. correctness: `pytest -m gpu tests/device -rA --junitxml $OUT/device_checks.xml` (xunit1, so
+#    each check's numbers are properties in the XML) with OPTNB_CHECK_DEVICE=cuda: the GPU-resident
+#    loader (normalisation equals the CPU's, exact data order on resume, rank shards == global
+#    batch), HBNet(beta=0) == ResNet, fused SGD == foreach SGD, `fit` with bf16 + channels_last
+#    and checkpoint resume, the divergence guard, ResNet-20 learning the embedded digits; NAS:
+#    grouped mixed ops == naive (fp32), bf16 close to fp32, finite-difference vs exact HVP
+#    (informative), exact search resume. Tolerances: the tests' docstrings. No timing is asserted.
+# 2. speed, `optnb bench` (models): interleaved train steps of resnet56/hbnet56 and
+#    densenet40/agdnet40, peak memory, one timed 50k-image engine epoch per model (the second of
+#    two), MFU, and the engine against a torchvision DataLoader loop;
+# 3. speed, `optnb bench --suite nas --order 1` and `--order 2`: the naive (DARTS-style) search step
+#    against the optimised one at the paper's search size, interleaved;
+# 4. `optnb bench --suite nas --epoch`: one paper-size first-order search epoch (25k + 25k
+#    GPU-resident images, batch 64), extrapolated to the 50-epoch search in GPU-days.
+# A failed step does not stop the later ones (one device session yields every number); the exit
+# status is 1 when any step failed. Writes, under $OUT: environment.txt, summary.txt (exit status
+# and seconds of each step), device_checks.{xml,log}, bench-<stamp>.{json,md} and latest.{json,md}
+# (models), nas-latest.json, nas-order2-latest.json, nas-epoch-latest.json and one .log per step.
+# Installs nothing: it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on
+# PYTHONPATH (pytest must be installed there). Expected wall time on one H200: a few minutes
+# (about 5; most of it the timed epochs). The CPU dry run takes about 3 minutes on 2 cores.
+set -uo pipefail
 
 cd "$(dirname "$0")/.."
+DRY_RUN="${DRY_RUN:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --cpu) DRY_RUN=1 ;;
+    *) echo "gpu_check: unknown argument '$arg' (valid: --cpu)" >&2; exit 2 ;;
+  esac
+done
 OUT="${OUT:-results/gpu_check}"
 mkdir -p "$OUT"
 if [[ -z "${PYTHON:-}" ]]; then
@@ -24,31 +42,67 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OPTNB_DOWNLOAD=0                      # never try to download a dataset
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+export OPTNB_HEADLESS=1
+
+if [[ "$DRY_RUN" != 0 ]]; then
+  DEVICE=cpu
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+  export OPTNB_CHECK_DEVICE=cpu OPTNB_CHECK_TINY=1
+  MODELS_ARGS=(--quick --pair resnet8:hbnet8)  # CPU bench sizes, one small pair
+  EPOCH_ARGS=(--epoch-images 256)
+else
+  DEVICE=cuda
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+  export OPTNB_CHECK_DEVICE=cuda
+  MODELS_ARGS=()
+  EPOCH_ARGS=()
+fi
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "mode: $([[ "$DRY_RUN" != 0 ]] && echo 'dry run on the CPU (tiny sizes; timings mean nothing)' || echo 'cuda')"
   echo "python: $("$PYTHON" --version 2>&1) ($PYTHON)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,utilization.gpu --format=csv,noheader \
     2>/dev/null || echo "nvidia-smi: not available"
 } | tee "$OUT/environment.txt"
 
-"$PYTHON" - <<'PY'
-import sys
+DEVICE="$DEVICE" "$PYTHON" - <<'PY' 2>&1 | tee -a "$OUT/environment.txt"
+import os, sys
 try:
-    import torch, torchvision  # noqa: F401
+    import pytest, torch, torchvision  # noqa: F401
 except ImportError as exc:
-    sys.exit(f"gpu_check: {exc}; run it with a Python that has torch/torchvision (PYTHON=...)")
-if not torch.cuda.is_available():
-    sys.exit("gpu_check: torch sees no CUDA device")
-print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}")
+    sys.exit(f"gpu_check: {exc}; run it with a Python that has torch, torchvision and pytest (PYTHON=...)")
+if os.environ["DEVICE"] == "cuda" and not torch.cuda.is_available():
+    sys.exit("gpu_check: torch sees no CUDA device (DRY_RUN=1 runs the script on the CPU)")
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {gpu}, pytest {pytest.__version__}")
 PY
+if [[ ${PIPESTATUS[0]} -ne 0 ]]; then exit 2; fi
 
 status=0
-"$PYTHON" benchmarks/gpu_check.py --device cuda --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu_check.log" \
-  || status=$?
-# NAS (issue 5): batched mixed ops, bf16, finite-difference vs exact HVP, resume, one search epoch.
-"$PYTHON" -m optnb.nas.gpu_check --device cuda --out "$OUT" --epoch 2>&1 | tee "$OUT/nas_gpu_check.log" \
-  || status=$?
+: > "$OUT/summary.txt"
+# step NAME COMMAND...: run it, log to $OUT/NAME.log, record exit status and seconds
+step() {
+  local name=$1 t0 rc
+  shift
+  echo "== $name: $*"
+  t0=$(date +%s)
+  "$@" 2>&1 | tee "$OUT/$name.log"
+  rc=${PIPESTATUS[0]}
+  printf '%-14s exit %-3s %5ss  %s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$*" \
+    | tee -a "$OUT/summary.txt"
+  if [[ $rc -ne 0 ]]; then status=1; fi
+}
+
+step device_checks "$PYTHON" -m pytest -m gpu tests/device -rA -p no:cacheprovider \
+  --junitxml "$OUT/device_checks.xml" -o junit_family=xunit1
+step bench_models "$PYTHON" -m optnb bench --device "$DEVICE" --out "$OUT" "${MODELS_ARGS[@]}"
+step bench_nas_1 "$PYTHON" -m optnb bench --suite nas --order 1 --device "$DEVICE" --out "$OUT"
+step bench_nas_2 "$PYTHON" -m optnb bench --suite nas --order 2 --device "$DEVICE" --out "$OUT"
+step bench_epoch "$PYTHON" -m optnb bench --suite nas --epoch --device "$DEVICE" --out "$OUT" \
+  "${EPOCH_ARGS[@]}"
+
 echo "gpu_check: exit $status; results in $OUT"
+cat "$OUT/summary.txt"
 exit "$status"

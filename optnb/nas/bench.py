@@ -10,56 +10,46 @@ Both start from identical weights and see the same random batches. Steps alterna
 process and the report gives medians and the median of the per-pair ratios (only interleaved
 ratios are stable on shared machines). ``epoch_s`` extrapolates to the paper's epoch (25,000
 training images at batch 64 = 390 steps). Data loading is not timed (it is GPU-resident).
+
+:func:`search_epoch` times the real thing instead: one epoch of ``optnb.nas.search.search`` at the
+paper's size (50,000 random GPU-resident images split 25k/25k, batch 64, first order), training
+steps and the validation pass, extrapolated to the 50-epoch search in GPU-days
+(``optnb bench --suite nas --epoch``).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import statistics
-import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from optnb.nas.architect import Architect
-from optnb.nas.search import autocast_factory
+from optnb.nas.search import BilevelStep, SearchConfig, autocast_factory, search
 from optnb.nas.spaces import SearchNetwork
+from optnb.seed import resolve_device
+from optnb.train import ClassifierStep
 
 PAPER_STEPS_PER_EPOCH = 25_000 // 64
 
 
-class _Stepper:
-    """One search step (arch step, then weight step) of one variant."""
-
-    def __init__(self, model: SearchNetwork, optimised: bool, order: int,
-                 device: torch.device) -> None:
-        self.model, self.optimised = model, optimised
-        model.skip_none = optimised
-        for cell in model.cells:
-            cell.grouped = optimised
-        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9,
-                                     weight_decay=3e-4)
-        a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999),
-                                 weight_decay=1e-3)
-        self.autocast = autocast_factory(device, "auto" if optimised else "fp32")
-        self.architect = Architect(model, a_opt, self.w_opt, order, fast=optimised,
-                                   autocast=self.autocast)
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor,
-                 yv: torch.Tensor) -> None:
-        self.architect.step(x, y, xv, yv)
-        with self.autocast():
-            logits = self.model(x, detach_arch=self.optimised)
-        loss = F.cross_entropy(logits.float(), y)
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.weight_parameters(), 5.0)
-        self.w_opt.step()
+def search_step(model: SearchNetwork, optimised: bool, order: int, device: torch.device) -> BilevelStep:
+    """The search's own step (``optnb.nas.search.BilevelStep``), configured as DARTS's code does
+    it (naive) or as optnb does it (optimised)."""
+    model.skip_none = optimised
+    for cell in model.cells:
+        cell.grouped = optimised
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+    a_opt = torch.optim.Adam(model.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    precision = "auto" if optimised else "fp32"
+    architect = Architect(model, a_opt, w_opt, order, fast=optimised,
+                          autocast=autocast_factory(device, precision))
+    amp = optimised and device.type == "cuda"
+    weights = ClassifierStep(model, w_opt, amp=amp, grad_clip=5.0,
+                             forward_kwargs={"detach_arch": optimised})
+    return BilevelStep(model, architect, weights, val=None, derive_rule="auto")
 
 
 def _sync(device: torch.device) -> None:
@@ -76,8 +66,6 @@ def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | Non
     Sizes default to the paper's search net (C=16, 8 cells, batch 64, 32px) on CUDA and to a
     small one (C=4, 3 cells, batch 8, 16px, 5 steps) on CPU, sized for CI.
     """
-    from optnb.seed import resolve_device
-
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     C = C or (16 if gpu else 4)
@@ -88,8 +76,8 @@ def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | Non
     torch.manual_seed(seed)
     base = SearchNetwork(space, C=C, layers=layers)
     base.init_arch("random", generator=torch.Generator().manual_seed(seed))
-    variants = {"naive": _Stepper(copy.deepcopy(base).to(dev), False, order, dev),
-                "optimised": _Stepper(copy.deepcopy(base).to(dev), True, order, dev)}
+    variants = {"naive": search_step(copy.deepcopy(base).to(dev), False, order, dev),
+                "optimised": search_step(copy.deepcopy(base).to(dev), True, order, dev)}
     times: dict[str, list[float]] = {k: [] for k in variants}
     memory: dict[str, float] = {}
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
@@ -103,7 +91,7 @@ def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | Non
                 torch.cuda.reset_peak_memory_stats(dev)
             _sync(dev)
             t0 = time.perf_counter()
-            stepper(*batch)
+            stepper.update(*batch)
             _sync(dev)
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
@@ -142,27 +130,56 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m optnb.nas.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--space", default="darts", choices=("darts", "hb", "agd"))
-    p.add_argument("--order", type=int, default=1, choices=(1, 2))
-    for name in ("C", "layers", "batch-size", "steps"):
-        p.add_argument(f"--{name}", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = p.parse_args(argv)
-    try:
-        report = run(args.device, args.space, args.order, args.C, args.layers, args.batch_size,
-                     args.image_size, args.steps, quiet=args.json)
-    except ValueError as err:
-        print(f"optnb bench nas: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
+def search_epoch(device: str = "auto", images: int | None = None, space: str = "darts",
+                 order: int = 1, C: int | None = None, layers: int | None = None,
+                 batch_size: int | None = None, epochs: int = 50, seed: int = 0,
+                 quiet: bool = False) -> dict[str, Any]:
+    """Time one epoch of the real search (``search`` with ``epochs_limit=1``); a JSON-able report.
+
+    ``images`` random uint8 32 px images are split in halves (train / validation) as the search
+    does. The first epoch includes warm-up (cuDNN autotuning, allocator growth), so the
+    extrapolation to ``epochs`` epochs is an upper bound. Sizes default to the paper's (50,000
+    images, C=16, 8 cells, batch 64) on CUDA and to a small setting (512 images, C=4, 3 cells,
+    batch 8) on the CPU.
+    """
+    dev = resolve_device(device)
+    gpu = dev.type == "cuda"
+    images = images or (50_000 if gpu else 512)
+    cfg = SearchConfig(space=space, order=order, C=C or (16 if gpu else 4),
+                       layers=layers or (8 if gpu else 3), batch_size=batch_size or (64 if gpu else 8),
+                       epochs=epochs, epochs_limit=1, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    y = torch.randint(0, 10, (images,), generator=gen)
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(dev)
+    result = search(cfg, x, y, dev, "synthetic")
+    last = result.history[-1]
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if gpu else "cpu",
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "space": space, "order": order, "C": cfg.C, "layers": cfg.layers,
+        "batch_size": cfg.batch_size, "images": images, "steps": last["step"],
+        "precision": "bf16 autocast" if gpu else "fp32",
+        "epoch_s": last["epoch_s"], "step_s": last["epoch_s"] / max(last["step"], 1),
+        "wall_s": last["wall_s"], "val_s": last["wall_s"] - last["epoch_s"],
+        "epochs": epochs, "search_gpu_days": epochs * last["wall_s"] / 86400,
+    }
+    if gpu:
+        report["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    if not quiet:
+        print(format_epoch(report))
+    return report
 
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+def format_epoch(r: dict[str, Any]) -> str:
+    """:func:`search_epoch`'s report as a few lines of text."""
+    mem = f", peak {r['peak_mib']:.0f} MiB" if "peak_mib" in r else ""
+    return "\n".join([
+        f"NAS search epoch, {r['space']} space, order {r['order']}, C={r['C']}, {r['layers']} cells, "
+        f"batch {r['batch_size']}, {r['images']} images (half train, half val), {r['precision']}, "
+        f"on {r['device']}",
+        f"{r['steps']} steps in {r['epoch_s']:.1f} s ({r['step_s']:.4f} s/step), validation "
+        f"{r['val_s']:.1f} s, epoch {r['wall_s']:.1f} s{mem}",
+        f"{r['epochs']}-epoch search: {r['search_gpu_days']:.3f} GPU-days (first epoch x "
+        f"{r['epochs']}, warm-up included)"])

@@ -1,0 +1,89 @@
+"""``optnb bench``: side-by-side training throughput (``--suite models``, the default: each
+baseline/variant pair and the engine against a DataLoader loop) or the NAS search step
+(``--suite nas``: naive against optimised, ``--order 1`` or ``2``). Ratios measured in one run,
+never absolute gates. ``--suite nas --epoch`` times one whole search epoch instead (the paper's
+size on CUDA) and extrapolates it to the 50-epoch search in GPU-days.
+
+Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``
+and ``nas-epoch-latest.json`` under ``--out`` (default ``results/bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from optnb.cli.common import CliError
+from optnb.paths import results_dir
+
+NAME = "bench"
+HELP = "benchmarks: model pairs and the engine (models) or the NAS search step (nas)"
+SUITES = ("models", "nas")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="models", choices=SUITES)
+    p.add_argument("--quick", action="store_true", help="small sizes (a couple of CPU minutes)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--pair", action="append", metavar="BASELINE:VARIANT",
+                   help="a model pair, e.g. resnet56:hbnet56 (repeatable)")
+    p.add_argument("--no-loader", action="store_true", help="skip engine vs DataLoader")
+    p.add_argument("--order", type=int, default=1, choices=(1, 2),
+                   help="nas: first- or second-order search step (default 1)")
+    p.add_argument("--epoch", action="store_true",
+                   help="nas: time one whole search epoch (instead of the step comparison)")
+    p.add_argument("--epoch-images", type=int, default=None,
+                   help="images per timed epoch (models: CUDA only; nas --epoch: default 50000 "
+                        "on CUDA, 512 on CPU)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
+    p.add_argument("--out", default=None, help="output folder (default: results/bench)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def parse_pairs(items: list[str] | None, valid: list[str]) -> list[tuple[str, str]] | None:
+    """``["resnet56:hbnet56", ...]`` checked against the model registry (None: the defaults)."""
+    if not items:
+        return None
+    pairs = []
+    for item in items:
+        a, sep, b = item.partition(":")
+        if not sep:
+            raise CliError(f"--pair {item!r} is not BASELINE:VARIANT (e.g. resnet56:hbnet56)")
+        for name in (a, b):
+            if name not in valid:
+                raise CliError(f"unknown model {name!r}; valid models: {', '.join(valid)}")
+        pairs.append((a, b))
+    return pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    # deferred: torch and the models load only when a command needs them (a fast `optnb list`)
+    from optnb import models
+    from optnb.nas import bench as nas_bench
+    from optnb.train import bench
+
+    out = Path(args.out) if args.out else results_dir() / "bench"
+    if args.epoch and args.suite != "nas":
+        raise CliError("--epoch times a NAS search epoch: use it with --suite nas")
+    if args.epoch and args.epoch_images is not None and args.epoch_images < 1:
+        raise CliError(f"--epoch-images must be >= 1, got {args.epoch_images}")
+    if args.suite == "nas":
+        if args.epoch:
+            report = nas_bench.search_epoch(args.device, images=args.epoch_images, order=args.order,
+                                            seed=args.seed)
+            name = "nas-epoch-latest.json"
+        else:
+            report = nas_bench.run(args.device, order=args.order, seed=args.seed)
+            name = "nas-latest.json" if args.order == 1 else f"nas-order{args.order}-latest.json"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {out / name}")
+        return 0
+    pairs = parse_pairs(args.pair, models.names()) or bench.PAIRS
+    report = bench.run(args.device, args.quick, pairs, args.seed, loader=not args.no_loader,
+                       peak_tflops=args.peak_tflops, epoch_images=args.epoch_images)
+    js, md = bench.write(report, out)
+    print(bench.to_markdown(report))
+    print(f"wrote {js} and {md}")
+    return 0
