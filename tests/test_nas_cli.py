@@ -1,4 +1,5 @@
-"""``optnb search`` / ``optnb evaluate`` (optnb.nas.cli) and the notebook specs (optnb.nas.params)."""
+"""``optnb search`` / ``optnb evaluate`` (optnb.cli.search, optnb.cli.evaluate) and the notebook specs
+(optnb.nas.params)."""
 
 from __future__ import annotations
 

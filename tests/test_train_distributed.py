@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,6 +82,7 @@ def test_torchrun_cli_two_processes(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "runs" / "ddp"
-    assert (run / "checkpoint.pt").is_file() and (run / "train_result.json").is_file()
-    assert '"world_size": 2' in (run / "train_result.json").read_text()
+    sidecar = json.loads((run / "result.json").read_text())
+    assert (run / "checkpoint.pt").is_file() and sidecar["status"] == "complete"
+    assert sidecar["results"]["world_size"]["value"] == 2
     assert proc.stdout.count("done: test_error") == 1

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from optnb.specs import DATASET_CHOICES, PROFILE_CHOICES
 
-EXIT_OK, RUN_FAILED, BAD_INPUT, INTERRUPTED = 0, 1, 2, 130
+RUN_FAILED, BAD_INPUT, INTERRUPTED = 1, 2, 130
 
 
 class CliError(ValueError):

@@ -65,9 +65,6 @@ class EpochOrder:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.seed = int(state["epoch"]), int(state["seed"])
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
 
 class GpuLoader(EpochOrder):
     """Iterate ``(float images [B, 3, H, W] normalised on device, int64 labels [B])`` batches.

@@ -353,8 +353,8 @@ def torchrun_command(run: PlannedRun, nproc: int, results_dir: str | os.PathLike
                      resume: bool = False) -> list[str]:
     """The ``torchrun ... -m optnb train`` command that executes a Table 1/2 run of a plan with
     ``nproc`` processes (DDP: NCCL on GPUs, gloo on CPUs; rank 0 writes), into the same run folder
-    ``<results>/runs/<run id>/`` the notebook would use. Its ``train_result.json`` is read by
-    ``optnb.experiments.tables`` like a notebook's sidecar."""
+    ``<results>/runs/<run id>/`` the notebook would use, where ``optnb train`` writes the same
+    sidecar as the notebook."""
     if run.notebook not in TORCHRUN_NOTEBOOKS:
         raise PlanError(f"only Table 1/2 runs ({NB_CIFAR}, {NB_IMAGENET}) can run under torchrun, "
                         f"not {run.notebook}")
