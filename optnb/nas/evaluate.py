@@ -28,7 +28,7 @@ from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, d
 from optnb.nas.search import PRECISIONS
 from optnb.train import Callback, ClassifierStep, FitOptions, evaluate, fit
 from optnb.train.checkpoint import GeneratorState
-from optnb.train.engine import held_out_metrics
+from optnb.train.evaluation import held_out_metrics
 
 NETWORKS = ("cifar", "imagenet")
 SCHEDULES = ("cosine", "exp97")

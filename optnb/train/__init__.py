@@ -16,18 +16,11 @@ from optnb.train.checkpoint import (
     CheckpointExistsError,
     CheckpointMismatchError,
 )
-from optnb.train.engine import (
-    ClassifierStep,
-    FitOptions,
-    FitResult,
-    StepOutput,
-    TrainingDivergedError,
-    evaluate,
-    fit,
-    make_optimizer,
-)
+from optnb.train.engine import FitOptions, FitResult, TrainingDivergedError, fit, make_optimizer
+from optnb.train.evaluation import evaluate
 from optnb.train.experiment import RowPlan, RowResult, plan_row, train_row
 from optnb.train.recipes import RECIPES, Budget, Recipe, RecipeError
+from optnb.train.steps import ClassifierStep, StepOutput
 
 __all__ = [
     "CHECKPOINT_NAME", "LOG_NAME", "RECIPES", "Budget", "Callback", "CheckpointError",

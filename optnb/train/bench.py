@@ -33,7 +33,8 @@ from torchvision.transforms import v2
 from optnb import data, models
 from optnb.seed import resolve_device
 from optnb.train import recipes
-from optnb.train.engine import ClassifierStep, FitOptions, fit, make_optimizer
+from optnb.train.engine import FitOptions, fit, make_optimizer
+from optnb.train.steps import ClassifierStep
 
 PAIRS = (("resnet56", "hbnet56"), ("densenet40", "agdnet40"))
 CPU_TARGETS = {"hbnet56/resnet56": 1.10, "agdnet40/densenet40": 1.15}

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from optnb.models import count_params
@@ -44,7 +43,9 @@ from optnb.train.checkpoint import (
     save_atomic,
     set_rng_state,
 )
+from optnb.train.evaluation import evaluate, held_out_metrics
 from optnb.train.recipes import Recipe
+from optnb.train.steps import Step, StepFactory, classifier_step
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -66,68 +67,6 @@ class Schedule(Protocol):
     epochs: int
 
     def lr_at(self, epoch: int, epochs: int | None = None) -> float: ...
-
-
-@dataclass
-class StepOutput:
-    """What one step reports: the minimised loss and the logits (both detached), and any other
-    per-step scalars to average over the epoch (e.g. the search's validation loss)."""
-
-    loss: torch.Tensor
-    logits: torch.Tensor
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class Step(Protocol):
-    """One update from one batch. ``start_epoch``/``end_epoch`` return what the epoch record
-    should say about the step's own state (a drop-path probability, the architecture weights)."""
-
-    def start_epoch(self, epoch: int) -> dict[str, Any]: ...
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput: ...
-    def end_epoch(self) -> dict[str, Any]: ...
-
-
-@dataclass
-class ClassifierStep:
-    """Forward, cross-entropy (plus ``aux_weight`` x the auxiliary head's, when the network returns
-    ``(logits, aux)``), backward, optional gradient-norm clipping, one optimiser update."""
-
-    net: nn.Module  # what the forward runs through: the model, or its DDP/compiled wrapper
-    optimizer: torch.optim.Optimizer
-    amp: bool = False  # bf16 autocast
-    grad_clip: float | None = None
-    label_smoothing: float = 0.0
-    aux_weight: float = 0.0
-    forward_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.device_type = next(self.net.parameters()).device.type
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
-
-    def start_epoch(self, epoch: int) -> dict[str, Any]:
-        return {}
-
-    def end_epoch(self) -> dict[str, Any]:
-        return {}
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.net(x, **self.forward_kwargs)
-        logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-        if aux is not None and self.aux_weight:
-            loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y,
-                                                            label_smoothing=self.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip:
-            nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.optimizer.step()
-        return StepOutput(loss.detach(), logits.detach())
-
-
-#: ``make_step(net, optimizer, amp) -> Step``: how a task turns the prepared network into its step
-StepFactory = Callable[[nn.Module, torch.optim.Optimizer, bool], Step]
 
 
 @dataclass
@@ -180,6 +119,33 @@ class FitResult:
                 "complete": self.complete, **held_out}
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """``FitOptions`` made concrete for one fit: the device's defaults filled in."""
+
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    check_every: int
+    epochs: int       # planned (the schedule's length)
+    stop: int         # where this call stops
+    batches: int      # steps per epoch
+    path: Path | None  # the checkpoint
+
+    @classmethod
+    def of(cls, opts: FitOptions, schedule: Schedule, model: nn.Module, train: Loader,
+           device: torch.device | str | None, run_dir: str | Path | None) -> _Plan:
+        dev = torch.device(device) if device is not None else next(model.parameters()).device
+        cuda = dev.type == "cuda"
+        epochs = opts.epochs or schedule.epochs
+        return cls(dev, cuda if opts.amp is None else opts.amp,
+                   cuda if opts.channels_last is None else opts.channels_last,
+                   opts.check_every or (25 if cuda else 1), epochs,
+                   min(epochs, opts.stop_after) if opts.stop_after else epochs,
+                   len(train) if opts.steps_per_epoch is None else min(len(train), opts.steps_per_epoch),
+                   Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None)
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
     """SGD (Nesterov per recipe), weight decay on every parameter (DenseNet/CliqueNet practice);
     the fused kernel on CUDA, the multi-tensor (foreach) path on CPU."""
@@ -196,42 +162,6 @@ def _sync(device: torch.device) -> None:
 def _finite_weights(model: nn.Module) -> bool:
     norms = torch._foreach_norm([p.detach() for p in model.parameters()])
     return bool(torch.isfinite(torch.stack(norms)).all()) if norms else True
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device, amp: bool = False,
-             max_samples: int | None = None) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy (%) over ``loader`` (summed over ranks).
-
-    Networks that return ``(logits, aux)`` are scored on their logits.
-    """
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, n
-    for x, y in loader:
-        if max_samples is not None and sums[3] >= max_samples:
-            break
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(x)
-        out = (out[0] if isinstance(out, tuple) else out).float()
-        top = out.topk(min(5, out.shape[1]), dim=1).indices
-        hit = top.eq(y[:, None])
-        sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(),
-                             hit[:, 0].sum().double(), hit.any(1).sum().double(),
-                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
-    model.train(was_training)
-    sums = distributed.all_reduce_sum(sums)
-    n = max(float(sums[3]), 1.0)
-    return {"loss": float(sums[0]) / n, "acc": 100 * float(sums[1]) / n,
-            "top5_acc": 100 * float(sums[2]) / n, "n": int(sums[3])}
-
-
-def held_out_metrics(result: Mapping[str, float], split: str) -> dict[str, Any]:
-    """``evaluate``'s numbers under the record's names: ``<split>_loss``, ``_acc``, ``_error``,
-    ``_top5_error`` (percent) and ``_samples``."""
-    return {f"{split}_loss": result["loss"], f"{split}_acc": result["acc"],
-            f"{split}_error": 100 - result["acc"], f"{split}_top5_error": 100 - result["top5_acc"],
-            f"{split}_samples": result["n"]}
 
 
 @dataclass
@@ -285,17 +215,17 @@ def _open(run: _Run, path: Path | None, opts: FitOptions, device: torch.device) 
             "or use another run folder: a fresh start would overwrite it")
 
 
-def run_epoch(run: _Run, step: Step, batches: int, check_every: int, callbacks: Sequence[Callback],
-              log_every: int, path: Path | None) -> dict[str, Any]:
-    """One pass of ``step`` over (at most ``batches``) training batches; the epoch's averages."""
-    device = next(run.model.parameters()).device
+def run_epoch(run: _Run, step: Step, plan: _Plan, callbacks: Sequence[Callback],
+              log_every: int) -> dict[str, Any]:
+    """One pass of ``step`` over (at most ``plan.batches``) training batches; the epoch's averages."""
+    device = plan.device
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n
     extra: dict[str, torch.Tensor] = {}
     done = 0
     _sync(device)
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(run.train):
-        if i >= batches:
+        if i >= plan.batches:
             break
         out = step(x, y)
         run.step += 1
@@ -305,10 +235,10 @@ def run_epoch(run: _Run, step: Step, batches: int, check_every: int, callbacks: 
                                  torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
             for key, value in out.extra.items():
                 extra[key] = extra.get(key, 0.0) + value.double()
-        if run.step % check_every == 0 and not math.isfinite(out.loss.item()):
-            _diverged(out.loss.item(), run, path)
+        if run.step % plan.check_every == 0 and not math.isfinite(out.loss.item()):
+            _diverged(out.loss.item(), run, plan.path)
         if callbacks and log_every and run.step % log_every == 0:
-            record = {"loss": out.loss.item(), "epoch": run.epoch + (i + 1) / batches}
+            record = {"loss": out.loss.item(), "epoch": run.epoch + (i + 1) / plan.batches}
             for cb in callbacks:
                 cb.on_step(run.step, record)
     _sync(device)
@@ -319,6 +249,34 @@ def run_epoch(run: _Run, step: Step, batches: int, check_every: int, callbacks: 
                "epoch_s": seconds, "images_per_s": float(sums[2]) / max(seconds, 1e-9)}
     metrics.update({k: float(v) / max(done, 1) for k, v in extra.items()})
     return metrics
+
+
+def train_epoch(run: _Run, step: Step, schedule: Schedule, plan: _Plan, test: Iterable | None,
+                opts: FitOptions, callbacks: Sequence[Callback]) -> dict[str, Any]:
+    """Epoch ``run.epoch``: its learning rate, the steps, the divergence check, the held-out
+    evaluation when due; returns the epoch's record (``run`` has moved on by one epoch)."""
+    t0 = time.perf_counter()
+    epoch = run.epoch
+    lr = schedule.lr_at(epoch, plan.epochs)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.model.train()
+    record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **step.start_epoch(epoch)}
+    record.update(run_epoch(run, step, plan, callbacks, opts.log_every))
+    if not math.isfinite(record["train_loss"]) or not _finite_weights(run.model):
+        _diverged(record["train_loss"], run, plan.path)
+    record["step"] = run.step
+    due = opts.eval_every and (epoch + 1) % opts.eval_every == 0
+    if test is not None and (due or epoch + 1 == plan.epochs):
+        result = evaluate(run.model, test, plan.device, amp=plan.amp, max_samples=opts.eval_samples)
+        record.update(held_out_metrics(result, opts.eval_split))
+    record.update(step.end_epoch())
+    run.epoch = epoch + 1
+    run.train_time_s += record["epoch_s"]
+    run.wall_s += time.perf_counter() - t0
+    record["wall_s"] = run.wall_s
+    run.history.append(record)
+    return record
 
 
 def _diverged(value: float, run: _Run, path: Path | None) -> None:
@@ -334,12 +292,19 @@ def _diverged(value: float, run: _Run, path: Path | None) -> None:
         "then resume")
 
 
-def _default_step(net: nn.Module, optimizer: torch.optim.Optimizer, amp: bool) -> Step:
-    return ClassifierStep(net, optimizer, amp=amp)
+def _prepare(model: nn.Module, plan: _Plan) -> nn.Module:
+    model = model.to(plan.device)
+    return model.to(memory_format=torch.channels_last) if plan.channels_last else model
+
+
+def _wrap(model: nn.Module, opts: FitOptions, plan: _Plan) -> nn.Module:
+    """What the step runs the forward through: DDP under torchrun, then ``torch.compile``."""
+    net = distributed.wrap(model, distributed.current(), plan.device, sync_bn=opts.sync_bn)
+    return torch.compile(net, mode=None if opts.compile is True else opts.compile) if opts.compile else net
 
 
 def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable | None = None,
-        optimizer: torch.optim.Optimizer | None = None, make_step: StepFactory = _default_step,
+        optimizer: torch.optim.Optimizer | None = None, make_step: StepFactory = classifier_step,
         state: Mapping[str, Stateful] | None = None, device: torch.device | str | None = None,
         run_dir: str | Path | None = None, callbacks: Sequence[Callback] = (),
         options: FitOptions | None = None) -> FitResult:
@@ -348,7 +313,7 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
     ``optimizer`` defaults to :func:`make_optimizer` of a ``Recipe`` schedule; the schedule sets its
     learning rate at the start of every epoch. ``make_step(net, optimizer, amp)`` builds the step
     from the prepared network (moved to the device, wrapped for DDP, compiled); the default is a
-    :class:`ClassifierStep`. ``state`` names the other objects the checkpoint must restore.
+    ``ClassifierStep``. ``state`` names the other objects the checkpoint must restore.
 
     With ``run_dir``: writes ``checkpoint.pt`` after every good epoch (rank 0, atomically) and the
     JSONL log ``metrics.jsonl``. Raises :class:`TrainingDivergedError` on a NaN/inf loss,
@@ -356,75 +321,46 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
     ``options.restart`` is set, ``CheckpointMismatchError`` when resuming another run's checkpoint.
     """
     opts = options or FitOptions()
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    info = distributed.current()
-    cuda = dev.type == "cuda"
-    amp = cuda if opts.amp is None else opts.amp
-    channels_last = cuda if opts.channels_last is None else opts.channels_last
-    check_every = opts.check_every or (25 if cuda else 1)
-    planned = opts.epochs or schedule.epochs
-    folder = Path(run_dir) if run_dir is not None else None
-    path = folder / CHECKPOINT_NAME if folder is not None else None
-    cbs = list(callbacks) if info.is_main else []
-    if info.is_main and folder is not None:
-        cbs.insert(0, JsonlLogger(folder / LOG_NAME))
-
-    raw = model.to(dev)
-    if channels_last:
-        raw = raw.to(memory_format=torch.channels_last)
+    plan = _Plan.of(opts, schedule, model, train, device, run_dir)
+    main = distributed.current().is_main
+    raw = _prepare(model, plan)
     if optimizer is None:
         if not isinstance(schedule, Recipe):
             raise TypeError(f"fit needs an optimizer for a {type(schedule).__name__} schedule")
-        optimizer = make_optimizer(raw, schedule, dev)
+        optimizer = make_optimizer(raw, schedule, plan.device)
     run = _Run(raw, optimizer, train, dict(state or {}),
-               {**opts.identity, "epochs_planned": planned}, planned)
-    _open(run, path, opts, dev)
+               {**opts.identity, "epochs_planned": plan.epochs}, plan.epochs)
+    _open(run, plan.path, opts, plan.device)
     resumed_from = run.epoch
-
-    net = distributed.wrap(raw, info, dev, sync_bn=opts.sync_bn)
-    if opts.compile:
-        net = torch.compile(net, mode=None if opts.compile is True else opts.compile)
-    step = make_step(net, optimizer, amp)
-    stop = min(planned, opts.stop_after) if opts.stop_after else planned
-    batches = len(train) if opts.steps_per_epoch is None else min(len(train), opts.steps_per_epoch)
+    step = make_step(_wrap(raw, opts, plan), optimizer, plan.amp)
+    cbs = _callbacks(callbacks, run_dir, main)
     for cb in cbs:
-        cb.on_fit_start({"start_epoch": run.epoch, "start_step": run.step, "epochs_planned": planned,
-                         "params": count_params(raw), "device": str(dev),
-                         "world_size": info.world_size, "amp": amp, "channels_last": channels_last,
-                         "compile": str(opts.compile), **opts.identity})
-    epochs: Iterable[int] = range(run.epoch, stop)
+        cb.on_fit_start({"start_epoch": run.epoch, "start_step": run.step, "epochs_planned": plan.epochs,
+                         "params": count_params(raw), "device": str(plan.device),
+                         "world_size": distributed.current().world_size, "amp": plan.amp,
+                         "channels_last": plan.channels_last, "compile": str(opts.compile),
+                         **opts.identity})
+    epochs: Iterable[int] = range(run.epoch, plan.stop)
     for cb in cbs:
         epochs = cb.wrap_epochs(epochs)
-
     for epoch in epochs:
-        t0 = time.perf_counter()
-        lr = schedule.lr_at(epoch, planned)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        net.train()
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **step.start_epoch(epoch)}
-        record.update(run_epoch(run, step, batches, check_every, cbs, opts.log_every, path))
-        if not math.isfinite(record["train_loss"]) or not _finite_weights(raw):
-            _diverged(record["train_loss"], run, path)
-        record["step"] = run.step
-        last = epoch + 1 == planned
-        if test is not None and (last or (opts.eval_every and (epoch + 1) % opts.eval_every == 0)):
-            result = evaluate(raw, test, dev, amp=amp, max_samples=opts.eval_samples)
-            record.update(held_out_metrics(result, opts.eval_split))
-        record.update(step.end_epoch())
-        run.epoch = epoch + 1
-        run.train_time_s += record["epoch_s"]
-        run.wall_s += time.perf_counter() - t0
-        record["wall_s"] = run.wall_s
-        run.history.append(record)
-        if info.is_main and path is not None and opts.checkpoint:
-            save_atomic(run.checkpoint(), path)
+        record = train_epoch(run, step, schedule, plan, test, opts, cbs)
+        if main and plan.path is not None and opts.checkpoint:
+            save_atomic(run.checkpoint(), plan.path)
         for cb in cbs:
             cb.on_epoch_end(epoch, record)
         distributed.barrier()
-
-    result = FitResult(run.history, run.epoch, planned, run.train_time_s, run.wall_s, resumed_from,
-                       path if path is not None and path.exists() else None, count_params(raw))
+    result = FitResult(run.history, run.epoch, plan.epochs, run.train_time_s, run.wall_s, resumed_from,
+                       plan.path if plan.path is not None and plan.path.exists() else None,
+                       count_params(raw))
     for cb in cbs:
         cb.on_fit_end(result)
     return result
+
+
+def _callbacks(callbacks: Sequence[Callback], run_dir: str | Path | None, main: bool) -> list[Callback]:
+    """Rank 0's callbacks, led by the run folder's JSONL log."""
+    if not main:
+        return []
+    log = [JsonlLogger(Path(run_dir) / LOG_NAME)] if run_dir is not None else []
+    return [*log, *callbacks]

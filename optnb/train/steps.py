@@ -1,0 +1,83 @@
+"""What one training step is: the protocol ``fit`` drives, and the classifier step most tasks use.
+
+A task differs from another by its step (one update from one batch) and its schedule; the loop is
+``optnb.train.engine.fit``. The NAS search's ``BilevelStep`` and the NAS evaluation's
+``DropPathStep`` (``optnb.nas``) are steps too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    """What one step reports: the minimised loss and the logits (both detached), and any other
+    per-step scalars to average over the epoch (e.g. the search's validation loss)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    """One update from one batch. ``start_epoch``/``end_epoch`` return what the epoch record
+    should say about the step's own state (a drop-path probability, the architecture weights)."""
+
+    def start_epoch(self, epoch: int) -> dict[str, Any]: ...
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput: ...
+    def end_epoch(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class ClassifierStep:
+    """Forward, cross-entropy (plus ``aux_weight`` x the auxiliary head's, when the network returns
+    ``(logits, aux)``), backward, optional gradient-norm clipping, one optimiser update."""
+
+    net: nn.Module  # what the forward runs through: the model, or its DDP/compiled wrapper
+    optimizer: torch.optim.Optimizer
+    amp: bool = False  # bf16 autocast
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
+    aux_weight: float = 0.0
+    forward_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.device_type = next(self.net.parameters()).device.type
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def start_epoch(self, epoch: int) -> dict[str, Any]:
+        return {}
+
+    def end_epoch(self) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.net(x, **self.forward_kwargs)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        if aux is not None and self.aux_weight:
+            loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y,
+                                                            label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+        return StepOutput(loss.detach(), logits.detach())
+
+
+#: ``make_step(net, optimizer, amp) -> Step``: how a task turns the prepared network into its step
+StepFactory = Callable[[nn.Module, torch.optim.Optimizer, bool], Step]
+
+
+def classifier_step(net: nn.Module, optimizer: torch.optim.Optimizer, amp: bool) -> ClassifierStep:
+    """The default :data:`StepFactory`: a plain :class:`ClassifierStep`."""
+    return ClassifierStep(net, optimizer, amp=amp)
