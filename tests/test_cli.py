@@ -121,3 +121,14 @@ def test_python_dash_m_optnb_works():
     proc = subprocess.run([sys.executable, "-m", "optnb", "run", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "-p NAME=VALUE" in proc.stdout
+
+
+def test_the_command_tree_loads_without_torch():
+    """The deferred imports keep `optnb --help` fast: building the parser imports no torch,
+    papermill or nbconvert (the subcommands load them when they run)."""
+    code = ("import sys; from optnb.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'papermill', 'nbconvert') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

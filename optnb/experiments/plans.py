@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb import data
 from optnb.experiments import paper
 from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
 from optnb.experiments.results import run_id_for
@@ -212,6 +211,9 @@ def build(
     if profile == "smoke":
         seed_list = seed_list[:1]
     if available is None:
+        # deferred: optnb.data imports torch, which `optnb --help` and `optnb list` never need
+        from optnb import data
+
         available = data.available
     make_id = make_id or run_id_for
     plan = Plan(profile=profile, seeds=seed_list, suites=suites)
