@@ -69,3 +69,16 @@ def test_seed_and_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is visible"):
             resolve_device("cuda")
+
+
+def test_checksum_guards_every_load(tmp_path):
+    path = tmp_path / "c.pt"
+    torch.save({"epoch": 1}, path)  # not written by save_atomic: nothing vouches for it
+    with pytest.raises(CheckpointError, match="no checksum"):
+        load_checkpoint(path)
+    save_atomic({"w": torch.zeros(3, dtype=torch.bfloat16), "epoch": 1}, path)
+    state = torch.load(path, weights_only=True)
+    assert state["checksum"].startswith("sha256:") and load_checkpoint(path)["epoch"] == 1
+    torch.save({**state, "w": torch.ones(3, dtype=torch.bfloat16)}, path)  # bf16 bytes edited
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        load_checkpoint(path)

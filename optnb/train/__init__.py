@@ -12,6 +12,7 @@ from optnb.train.callbacks import (
 )
 from optnb.train.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointCorruptError,
     CheckpointError,
     CheckpointExistsError,
     CheckpointMismatchError,
@@ -23,8 +24,8 @@ from optnb.train.recipes import RECIPES, Budget, Recipe, RecipeError
 from optnb.train.steps import ClassifierStep, StepOutput
 
 __all__ = [
-    "CHECKPOINT_NAME", "LOG_NAME", "RECIPES", "Budget", "Callback", "CheckpointError",
-    "CheckpointExistsError", "CheckpointMismatchError", "ClassifierStep", "FitOptions", "FitResult",
+    "CHECKPOINT_NAME", "LOG_NAME", "RECIPES", "Budget", "Callback", "CheckpointCorruptError",
+    "CheckpointError", "CheckpointExistsError", "CheckpointMismatchError", "ClassifierStep", "FitOptions", "FitResult",
     "JsonlLogger", "LivePlotCallback", "ProgressCallback", "Recipe", "RecipeError", "RowPlan",
     "RowResult", "StepOutput", "TrainingDivergedError", "evaluate", "fit", "make_optimizer",
     "plan_row", "read_jsonl", "train_row",

@@ -3,7 +3,7 @@
 Callbacks observe; they never change the training (the step does that), so in a distributed run
 only rank 0 calls them. ``fit`` calls, in order: ``on_fit_start(info)``, ``wrap_epochs(epochs)``,
 then per epoch ``on_step(step, metrics)`` every ``log_every`` steps and
-``on_epoch_end(epoch, metrics)`` after the checkpoint is written, and finally
+``on_epoch_end(epoch, metrics)`` just before the epoch's checkpoint is written, and finally
 ``on_fit_end(result)``.
 """
 
@@ -43,9 +43,12 @@ class JsonlLogger(Callback):
     """One JSON object per line: ``{"kind": "start"|"step"|"epoch"|"end", ...}``.
 
     The log mirrors the checkpoint: at the start of a fit, records the checkpoint does not cover
-    (written after the last checkpoint by a run that then crashed) are dropped, and a fresh start
-    empties the file. Epoch lines are flushed and fsynced, so a crash loses at most the current
-    epoch's step lines. ``read_jsonl`` reads it back, skipping a torn last line.
+    (written after the last checkpoint by a run that then crashed or was killed) are dropped, and a
+    fresh start empties the file; so after a resume every step and epoch appears once, as in an
+    uninterrupted run. Lines are written through as they come (line buffered; epoch lines are also
+    fsynced): a killed process loses nothing it logged, and the logger of a crashed fit that lingers
+    (a notebook keeps the traceback) holds no buffered lines to write over the next fit's log later.
+    ``read_jsonl`` reads it back, skipping a torn last line.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -62,7 +65,7 @@ class JsonlLogger(Callback):
         epoch, step = info.get("start_epoch", 0), info.get("start_step", 0)
         kept = [r for r in read_jsonl(self.path) if _covered(r, epoch, step)] if epoch else []
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in on_fit_end
+        self._fh = open(self.path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed in on_fit_end
         for record in kept:
             self._write(record)
         self._write({"kind": "start", **info}, sync=True)

@@ -35,9 +35,13 @@ from optnb.train.callbacks import LOG_NAME, Callback, JsonlLogger
 from optnb.train.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
+    REMEDY,
+    CheckpointCorruptError,
+    CheckpointError,
     CheckpointExistsError,
     Stateful,
-    check_identity,
+    check_optimizer,
+    check_tensors,
     load_checkpoint,
     rng_state,
     save_atomic,
@@ -190,23 +194,43 @@ class _Run:
         }
 
     def restore(self, path: Path, device: torch.device) -> None:
-        saved = load_checkpoint(path, map_location=device)
-        check_identity(saved, self.identity, path)
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.train.load_state_dict(saved["data"])
-        for name, obj in self.state.items():
-            obj.load_state_dict(saved["state"][name])
-        set_rng_state(saved["rng"])
+        """Load ``path`` into this run. It is verified first (checksum, format, identity, content, the
+        model's names, shapes and dtypes); what still does not fit while loading is refused in one
+        line too, and the fit stops before anything is trained or written."""
+        saved = load_checkpoint(path, map_location=device, identity=self.identity, names=tuple(self.state))
+        check_tensors(saved["model"], self.model.state_dict(), path)
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.train.load_state_dict(saved["data"])
+            for name, obj in self.state.items():
+                obj.load_state_dict(saved["state"][name])
+            set_rng_state(saved["rng"])
+        except (RuntimeError, KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointCorruptError(
+                f"checkpoint {path} does not fit this run ({type(err).__name__}: {_first(err)}); {REMEDY}") from err
+        check_optimizer(self.optimizer, path)
         self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
         self.train_time_s, self.wall_s = float(saved["train_time_s"]), float(saved["wall_s"])
         self.history = list(saved["history"])
 
 
+def _first(err: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, shortened."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _open(run: _Run, path: Path | None, opts: FitOptions, device: torch.device) -> None:
-    """Resume ``run`` from ``path``, or make sure a fresh start overwrites nothing unasked."""
-    if path is None or not path.exists():
+    """Resume ``run`` from ``path``, or make sure a fresh start overwrites nothing unasked.
+
+    Whatever is refused (another run's checkpoint, a damaged one, something that is not a file) is
+    left as it is: nothing is written before this returns."""
+    if path is None or not (path.exists() or path.is_symlink()):
         return
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file, so it cannot be a checkpoint; move it away, or use "
+                              "another run folder")
     if opts.resume:
         run.restore(path, device)
     elif not opts.restart:
@@ -318,7 +342,8 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
     With ``run_dir``: writes ``checkpoint.pt`` after every good epoch (rank 0, atomically) and the
     JSONL log ``metrics.jsonl``. Raises :class:`TrainingDivergedError` on a NaN/inf loss,
     ``CheckpointExistsError`` when a checkpoint is present and neither ``options.resume`` nor
-    ``options.restart`` is set, ``CheckpointMismatchError`` when resuming another run's checkpoint.
+    ``options.restart`` is set, ``CheckpointMismatchError`` when resuming another run's checkpoint,
+    another ``CheckpointError`` when resuming one that is damaged or inconsistent (the file is kept).
     """
     opts = options or FitOptions()
     plan = _Plan.of(opts, schedule, model, train, device, run_dir)
@@ -345,10 +370,12 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
         epochs = cb.wrap_epochs(epochs)
     for epoch in epochs:
         record = train_epoch(run, step, schedule, plan, test, opts, cbs)
-        if main and plan.path is not None and opts.checkpoint:
-            save_atomic(run.checkpoint(), plan.path)
+        # the log before the checkpoint: a crash between the two leaves a log record the next
+        # resume drops (JsonlLogger keeps what the checkpoint covers), never a lost one
         for cb in cbs:
             cb.on_epoch_end(epoch, record)
+        if main and plan.path is not None and opts.checkpoint:
+            save_atomic(run.checkpoint(), plan.path)
         distributed.barrier()
     result = FitResult(run.history, run.epoch, plan.epochs, run.train_time_s, run.wall_s, resumed_from,
                        plan.path if plan.path is not None and plan.path.exists() else None,
