@@ -38,12 +38,18 @@ class Param:
     lo: float | None = None
     hi: float | None = None
     help: str = ""
+    #: an extra predicate on top of the kind (e.g. "a plain folder name"), and how it reads in
+    #: messages instead of the kind's own description
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
 
     def valid_choices(self) -> list[Any]:
         values = self.choices() if callable(self.choices) else self.choices
         return list(values or ())
 
     def describe(self) -> str:
+        if self.rule:
+            return self.rule
         if self.kind == "choice":
             return "one of: " + ", ".join(map(str, self.valid_choices()))
         if self.kind in ("integer", "number"):
@@ -73,6 +79,8 @@ class Param:
         if self.kind == "text":
             if not isinstance(value, str):
                 raise fail(f"got {type(value).__name__}")
+            if self.check is not None and not self.check(value):
+                raise fail()
             return value
         if self.kind == "mapping":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -114,8 +122,9 @@ def boolean(help: str = "") -> Param:
     return Param("boolean", help=help)
 
 
-def text(help: str = "") -> Param:
-    return Param("text", help=help)
+def text(help: str = "", check: Callable[[str], bool] | None = None, rule: str = "") -> Param:
+    """A string; ``check`` (a predicate) narrows it, ``rule`` says how in the error message."""
+    return Param("text", help=help, check=check, rule=rule)
 
 
 def mapping(help: str = "") -> Param:

@@ -342,3 +342,17 @@ def test_reproduce_refuses_an_oversized_plan_with_exit_2(tmp_path, chars, messag
     err = _cli_error(capsys)
     assert re.search(message, err), err
     assert not (tmp_results / "runs").exists() and not (tmp_results / "report").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{" + b" " * 70_000 + b"}", "holds more than 65536 characters"),
+    (b"\xff\xfe not json", "is not a genotype JSON file"),
+])
+def test_a_search_runs_genotype_file_is_read_within_the_limit(tmp_path, content, message):
+    from optnb.nas.experiment import genotype_of_run
+
+    folder = tmp_path / "runs" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "genotype.json").write_bytes(content)
+    with pytest.raises(G.GenotypeError, match=message):
+        genotype_of_run("s1", tmp_path)

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "optnb"
-BASE = ("specs", "paths", "seed", "live")
+BASE = ("specs", "paths", "seed", "live", "atomic")
 #: layer -> the layers its modules may import (besides their own)
 ALLOWED: dict[str, set[str]] = {
     "base": set(),

@@ -4,8 +4,10 @@
 
 Each subcommand module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Commands that produce a result (run, train, search, evaluate, reproduce) go through the same
-``resolve``/``record`` as the notebooks and write the same sidecar. Bad input prints one line to
-stderr and exits 2; a failed run exits 1; Ctrl-C exits 130.
+``resolve``/``record`` as the notebooks and write the same sidecar. Bad input (including a run id
+outside the results root, a results folder that cannot be written and a run folder another
+process holds) prints one line to stderr and exits 2; a failed run, and a write the file system
+refuses (a full disk), exit 1 with one line; Ctrl-C exits 130.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from optnb.cli.common import CliError
-from optnb.paths import results_dir
+from optnb.cli.common import SEED_MAX, CliError, bounded
+from optnb.paths import ensure_dir, results_dir
 
 NAME = "bench"
 HELP = "benchmarks: model pairs and the engine (models) or the NAS search step (nas)"
@@ -33,12 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="nas: first- or second-order search step (default 1)")
     p.add_argument("--epoch", action="store_true",
                    help="nas: time one whole search epoch (instead of the step comparison)")
-    p.add_argument("--epoch-images", type=int, default=None,
+    p.add_argument("--epoch-images", type=bounded("--epoch-images", int, 1), default=None,
                    help="images per timed epoch (models: CUDA only; nas --epoch: default 50000 "
                         "on CUDA, 512 on CPU)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU")
+    p.add_argument("--peak-tflops", type=bounded("--peak-tflops", float, 0, above=True), default=None,
+                   help="peak bf16 TFLOP/s for MFU (> 0)")
     p.add_argument("--out", default=None, help="output folder (default: results/bench)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=bounded("--seed", int, 0, SEED_MAX), default=0)
 
 
 def parse_pairs(items: list[str] | None, valid: list[str]) -> list[tuple[str, str]] | None:
@@ -63,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from optnb.nas import bench as nas_bench
     from optnb.train import bench
 
-    out = Path(args.out) if args.out else results_dir() / "bench"
+    # checked before minutes of timing: one line if the folder cannot be written
+    out = ensure_dir(Path(args.out) if args.out else results_dir() / "bench", what="bench output folder",
+                     options="--out")
     if args.epoch and args.suite != "nas":
         raise CliError("--epoch times a NAS search epoch: use it with --suite nas")
-    if args.epoch and args.epoch_images is not None and args.epoch_images < 1:
-        raise CliError(f"--epoch-images must be >= 1, got {args.epoch_images}")
     if args.suite == "nas":
         if args.epoch:
             report = nas_bench.search_epoch(args.device, images=args.epoch_images, order=args.order,

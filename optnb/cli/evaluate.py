@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # deferred: torch loads only when a command needs it (a fast `optnb list`)
     from optnb.experiments import record, resolve
+    from optnb.experiments.profiles import registered
     from optnb.experiments.results import mark_complete
     from optnb.nas.evaluate import train_genotype
     from optnb.nas.experiment import eval_loaders, eval_summary, resolve_genotype
@@ -32,14 +33,16 @@ def run(args: argparse.Namespace) -> int:
 
     params = {**run_parameters(args), "TASK": args.task, "GENOTYPE": args.genotype,
               "SEARCH_RUN": args.search_run}
-    cfg = resolve(params, notebook="09_nas_evaluate")
+    cfg = resolve(params, notebook="09_nas_evaluate", register=False)
+    # checked before the run folder is claimed: a refused evaluation writes nothing
     genotype, source = resolve_genotype(cfg.genotype, cfg.search_run, cfg.results_dir)
     settings = eval_config(cfg).checked()
-    train, test, num_classes = eval_loaders(cfg, settings)
-    result = train_genotype(genotype, settings, train, test, cfg.device, cfg.run_dir,
-                            resume=not args.no_resume, num_classes=num_classes)
-    for name, value, unit in eval_summary(result, cfg.task, source):
-        record(name, value, unit)
-    mark_complete(cfg.run_dir)
+    with registered(cfg):  # claims the run folder, writes the sidecar; a failure marks it failed
+        train, test, num_classes = eval_loaders(cfg, settings)
+        result = train_genotype(genotype, settings, train, test, cfg.device, cfg.run_dir,
+                                resume=not args.no_resume, num_classes=num_classes)
+        for name, value, unit in eval_summary(result, cfg.task, source):
+            record(name, value, unit)
+        mark_complete(cfg.run_dir)
     print(f"run folder: {cfg.run_dir}")
     return 0

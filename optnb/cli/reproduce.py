@@ -6,6 +6,8 @@
 
 Plan, validate every run, run (papermill, in parallel; complete runs are skipped, so the same
 command continues an interrupted reproduction), then tables and report in ``<results>/report/``.
+Two reproductions on one results folder share the work: a run the other one is executing is
+waited for (and said so), then skipped as complete; every run executes once.
 Exit 0 when every run is ok, 1 when one failed, 2 for bad input, 130 on Ctrl-C.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from optnb.cli.common import INTERRUPTED, RUN_FAILED, CliError
+from optnb.cli.common import INTERRUPTED, MAX_PROCESSES, RUN_FAILED, bounded
 from optnb.experiments.plans import SUITES
 from optnb.specs import PROFILE_CHOICES
 
@@ -26,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=None, help=f"comma-separated suites: {', '.join(SUITES)} (default: all)")
     p.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
                    help="auto = quick with a GPU, smoke without (default)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 1; smoke always uses one)")
-    p.add_argument("--jobs", type=int, default=0,
+    p.add_argument("--seeds", type=bounded("--seeds", int, 1, 100), default=None,
+                   help="seeds per row (1 to 100; default 1; smoke always uses one)")
+    p.add_argument("--jobs", type=bounded("--jobs", int, 0, MAX_PROCESSES, meaning="0 = auto"), default=0,
                    help="runs at once; 0 = auto (default): min(2, CPU cores) in smoke, 2 runs "
                         "sharing the GPU otherwise")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its cost estimate")
@@ -36,36 +39,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", default=None, help="a JSON plan file instead of the built-in plans")
     p.add_argument("--no-report-notebook", action="store_true",
                    help="skip executing notebook 90 (report.md and CSV are still written)")
-    p.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
-    p.add_argument("--torchrun", type=int, default=None, metavar="N",
+    p.add_argument("--timeout", type=bounded("--timeout", float, 0, above=True), default=None,
+                   metavar="S", help="per-cell timeout in seconds (> 0; default: by profile)")
+    p.add_argument("--torchrun", type=bounded("--torchrun", int, 1, 1024), default=None, metavar="N",
                    help="run the Table 1/2 rows as `torchrun --nproc_per_node N -m optnb train` "
                         "(DDP; gloo on CPU, NCCL on GPU) instead of through their notebooks")
 
 
 def run(args: argparse.Namespace) -> int:
-    # deferred: papermill, torch and nbconvert load only when a command needs them
-    from optnb.experiments import plans, reproduce
+    # deferred: the plan is read and validated first; torch, papermill and nbconvert load only
+    # when the runs start
+    from optnb.experiments import plans
     from optnb.experiments.profiles import effective_profile
-    from optnb.experiments.runner import report
-    from optnb.paths import results_dir
+    from optnb.paths import ensure_dir, results_dir
 
-    if args.jobs < 0:
-        raise CliError(f"--jobs must be >= 0 (0 = auto), got {args.jobs}")
-    if args.seeds is not None and args.seeds < 1:
-        raise CliError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.torchrun is not None and args.torchrun < 1:
-        raise CliError(f"--torchrun needs at least 1 process, got {args.torchrun}")
     profile, notes = effective_profile(args.profile, label="--profile")
     plan = (plans.load_plan(args.plan, profile) if args.plan
             else plans.build(profile, args.only, args.seeds or 1))
-    reproduce.validate(plan)
+    plans.validate(plan)
     for note in notes + [f"NOTE: {n}" for n in plan.notes]:
-        reproduce.say(note)
+        print(note, flush=True)
     jobs = args.jobs or plans.default_jobs(plan.profile)
     if args.dry_run:
-        reproduce.say(plan.describe(jobs))
+        print(plan.describe(jobs), flush=True)
         return 0
-    root = results_dir(args.results)
+    root = ensure_dir(results_dir(args.results))  # one line if it cannot be written, before any run
+    from optnb.experiments import reproduce  # deferred: torch and nbconvert, for the runs and report
+    from optnb.experiments.runner import report
+
     reproduce.say(f"reproduce: {len(plan.runs)} run(s), profile {plan.profile}, results in {root}")
     try:
         outcomes = reproduce.execute(plan, root, jobs, args.timeout, args.torchrun)

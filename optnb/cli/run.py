@@ -2,6 +2,8 @@
 
 Parameters are typed by the notebook's own defaults (so ``-p AUGMENT=false`` is False, not the
 truthy string papermill's ``-p`` would pass) and validated like every other entry point.
+``-p RUN_ID=ID`` and ``-p RESULTS_DIR=DIR`` are ``--run-id ID`` and ``--results DIR`` (the runner
+sets both in the notebook); giving a parameter and its option with different values is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from optnb.cli.common import RUN_FAILED, CliError, one_line
+from optnb.cli.common import RUN_FAILED, CliError, bounded, one_line
 from optnb.experiments.notebooks import find_notebook, notebook_parameters
 from optnb.experiments.runner import Run, report, run_notebook
 from optnb.paths import notebooks_dir
@@ -24,6 +26,8 @@ NAME = "run"
 HELP = "execute one notebook headlessly with papermill"
 
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+#: notebook parameters the runner sets, and the option that sets them
+RUNNER_OPTIONS = {"RUN_ID": ("run_id", "--run-id"), "RESULTS_DIR": ("results", "--results")}
 
 
 def coerce(name: str, raw: str, default: Any) -> Any:
@@ -89,7 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", "--results-dir", dest="results", metavar="DIR",
                    help="results folder (default: results/)")
     p.add_argument("--run-id", metavar="ID", help="default: stem + hash of the parameters")
-    p.add_argument("--timeout", type=float, metavar="S", help="per-cell timeout in seconds")
+    p.add_argument("--timeout", type=bounded("--timeout", float, 0, above=True), metavar="S",
+                   help="per-cell timeout in seconds (> 0; default: by profile)")
     p.add_argument("--force", action="store_true", help="run even if the sidecar says complete")
     p.add_argument("--keep-widgets", action="store_true", help="store widget state in the output")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -99,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
     path = find_notebook(args.notebook)
     defaults = {n: p.default for n, p in notebook_parameters(path).items()}
     params = parse_parameters(args.param or [], args.yaml, defaults, path.stem)
+    for name, (dest, option) in RUNNER_OPTIONS.items():
+        if name not in params:
+            continue
+        value, given = params.pop(name), getattr(args, dest)
+        if not isinstance(value, str):
+            raise CliError(f"parameter {name} expects a string, got {value!r}; or use {option}")
+        if value and given and value != given:
+            raise CliError(f"-p {name}={value!r} and {option} {given!r} disagree; give one of them")
+        setattr(args, dest, given or value)
     if args.profile:
         if "PROFILE" not in defaults:
             raise CliError(f"{path.stem} has no PROFILE parameter; --profile does not apply")

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import argparse
 
-from optnb.cli.common import CliError, Parser, add_run_options, exit_code, run_parameters
+from optnb.cli.common import (
+    MAX_PROCESSES,
+    SEED_MAX,
+    CliError,
+    Parser,
+    add_run_options,
+    bounded,
+    exit_code,
+    run_parameters,
+)
 from optnb.experiments.workers import WorkerPool
 
 NAME = "search"
@@ -26,9 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hb-init-logit", type=float, default=5.0)
     p.add_argument("--derive", default="auto", help="derive rule (auto: the space's)")
     add_run_options(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
+    p.add_argument("--seeds", type=bounded("--seeds", int, 0, SEED_MAX), nargs="+", default=None,
                    help="several seeds, each in its own process")
-    p.add_argument("--jobs", type=int, default=1, help="processes at once with --seeds")
+    p.add_argument("--jobs", type=bounded("--jobs", int, 1, MAX_PROCESSES), default=1,
+                   help="processes at once with --seeds")
     p.add_argument("--no-resume", action="store_true", help="start over, replacing a checkpoint")
 
 
@@ -37,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return run_seeds(args)
     # deferred: torch loads only when a command needs it (a fast `optnb list`)
     from optnb.experiments import record, resolve
+    from optnb.experiments.profiles import registered
     from optnb.experiments.results import mark_complete
     from optnb.nas.experiment import load_search_data, search_summary
     from optnb.nas.params import search_config
@@ -44,15 +55,16 @@ def run(args: argparse.Namespace) -> int:
 
     params = {**run_parameters(args), "SPACE": args.space, "INIT": args.init, "ORDER": args.order,
               "HB_INIT_LOGIT": args.hb_init_logit, "DERIVE": args.derive}
-    cfg = resolve(params, notebook="08_nas_search")
-    settings = search_config(cfg)  # validated before any data is loaded
-    images, labels = load_search_data(cfg)
-    result = search(settings, images, labels, cfg.device, cfg.dataset, cfg.run_dir,
-                    resume=not args.no_resume)
-    for name, value, unit in search_summary(result):
-        record(name, value, unit)
-    if result.complete:
-        mark_complete(cfg.run_dir)
+    cfg = resolve(params, notebook="08_nas_search", register=False)
+    settings = search_config(cfg)  # validated before the run folder is claimed
+    with registered(cfg):  # claims the run folder, writes the sidecar; a failure marks it failed
+        images, labels = load_search_data(cfg)
+        result = search(settings, images, labels, cfg.device, cfg.dataset, cfg.run_dir,
+                        resume=not args.no_resume)
+        for name, value, unit in search_summary(result):
+            record(name, value, unit)
+        if result.complete:
+            mark_complete(cfg.run_dir)
     print(f"run folder: {cfg.run_dir}")
     return 0
 
@@ -71,8 +83,8 @@ def run_seeds(args: argparse.Namespace) -> int:
     on Ctrl-C, never outliving this one), at most ``--jobs`` at once; the worst exit code."""
     if args.run_id:
         raise CliError("--run-id names one run; it cannot be used with --seeds")
-    if args.jobs < 1:
-        raise CliError(f"--jobs must be >= 1, got {args.jobs}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise CliError(f"--seeds {' '.join(map(str, args.seeds))} names a seed twice; give each once")
     pool = WorkerPool(min(args.jobs, len(args.seeds)))
     try:
         futures = [pool.submit(run_seed, seed_argv(args, s)) for s in args.seeds]

@@ -7,6 +7,12 @@ The row goes through the notebook's own ``resolve`` (same validation, run id and
 writes ``<results>/runs/<run id>/`` (``result.json``, ``metrics.jsonl``, ``checkpoint.pt``). An
 existing checkpoint is never overwritten: ``--resume`` continues it, otherwise the command stops
 with a message.
+
+``--epochs``, ``--batch-size``, ``--lr``, ``--recipe``, ``--model-option`` and ``--beta`` are the
+notebook's EPOCHS, BATCH_SIZE, LR, RECIPE and MODEL_OPTIONS (``optnb.train.params.ROW_OVERRIDES``:
+0, '' and {} keep the profile's or recipe's value; model options are checked as the model checks
+them). Everything is checked before the run folder is claimed and its sidecar written; a run
+that fails afterwards marks its sidecar ``failed`` with the error.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import os
 from typing import Any
 
-from optnb.cli.common import CliError, add_run_options, run_parameters
+from optnb.cli.common import MAX_PROCESSES, CliError, add_run_options, bounded, run_parameters
 
 NAME = "train"
 HELP = "train one Table 1/2 row (notebooks 06/07 without Jupyter; works under torchrun)"
@@ -33,17 +39,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_options(p)
     p.add_argument("--recipe", default="", help="override the recipe (e.g. imagenet:newton_design)")
     p.add_argument("--batch-size", type=int, default=0,
-                   help="global batch size (split over torchrun processes; lr scaled linearly)")
-    p.add_argument("--lr", type=float, default=0.0, help="initial learning rate")
-    p.add_argument("--beta", type=float, default=None, help="HBNet/AGDNet momentum beta")
+                   help="BATCH_SIZE: 0 (default) the profile's; else the global batch, split over "
+                        "torchrun processes, lr scaled linearly")
+    p.add_argument("--lr", type=float, default=0.0, help="LR: 0 (default) the recipe's (after batch "
+                                                         "scaling)")
+    p.add_argument("--beta", type=float, default=None,
+                   help="HBNet/AGDNet momentum beta (MODEL_OPTIONS beta; any finite number the "
+                        "model accepts)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra model option, VALUE a Python literal (repeatable)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: data/ or $OPTNB_DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
-    p.add_argument("--stop-after", type=int, default=None, help="stop after N epochs in total")
+    p.add_argument("--stop-after", type=bounded("--stop-after", int, 1, 10_000), default=None,
+                   metavar="N", help="stop after N epochs in total (1 to 10000)")
     p.add_argument("--compile", nargs="?", const=True, default=False,
                    help="torch.compile the model (optionally a mode, e.g. max-autotune)")
-    p.add_argument("--workers", type=int, default=4, help="ImageNet decoding processes")
+    p.add_argument("--workers", type=bounded("--workers", int, 0, MAX_PROCESSES), default=4,
+                   help=f"ImageNet decoding processes (0: in this process; at most {MAX_PROCESSES})")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
 
@@ -69,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # deferred: torch and the model zoo load only when a command needs them (a fast `optnb list`)
     from optnb import models
     from optnb.experiments import resolve, rows
+    from optnb.experiments.profiles import registered
     from optnb.experiments.results import mark_complete
     from optnb.seed import resolve_device
     from optnb.train import ProgressCallback, distributed, train_row
@@ -87,24 +100,26 @@ def run(args: argparse.Namespace) -> int:
     info, device = distributed.init_from_env(resolve_device(args.device))
     try:
         cfg = resolve(params, notebook="07_train_imagenet" if imagenet else "06_train_cifar",
-                      quiet=not info.is_main, register=info.is_main)
+                      quiet=not info.is_main, register=False)
         plan = rows.plan_for(cfg)
-        if info.is_main:
-            print(f"optnb train: {plan.model} (trains {plan.trained_model}) for {plan.epochs} "
-                  f"epochs, batch {plan.batch_size} over {info.world_size} process(es), "
-                  f"lr {plan.recipe.lr:g}, recipe {plan.recipe.name} -> {cfg.run_dir}", flush=True)
-        callbacks = [] if args.quiet else [ProgressCallback("off", total=plan.epochs)]
-        result = train_row(plan, device=device, run_dir=cfg.run_dir, callbacks=callbacks,
-                           resume=args.resume, compile=args.compile, stop_after=args.stop_after,
-                           num_workers=args.workers)
-        if info.is_main:
-            rows.record(cfg, result, world_size=info.world_size)
-            if result.fit.complete:
-                mark_complete(cfg.run_dir)
-            final = result.fit.final
-            print(f"done: test_error {final['test_error']:.2f}% after {result.fit.epochs_run}/"
-                  f"{result.fit.epochs_planned} epochs ({result.fit.train_time_s:.1f} s training)",
-                  flush=True)
+        with registered(cfg, register=info.is_main):  # claims the run folder, writes the sidecar
+            if info.is_main:
+                print(f"optnb train: {plan.model} (trains {plan.trained_model}) for {plan.epochs} "
+                      f"epochs, batch {plan.batch_size} over {info.world_size} process(es), "
+                      f"lr {plan.recipe.lr:g}, recipe {plan.recipe.name} -> {cfg.run_dir}", flush=True)
+            callbacks = [] if args.quiet else [ProgressCallback("off", total=plan.epochs)]
+            result = train_row(plan, device=device, run_dir=cfg.run_dir, callbacks=callbacks,
+                               resume=args.resume, compile=args.compile, stop_after=args.stop_after,
+                               num_workers=args.workers)
+            if info.is_main:
+                rows.record(cfg, result, world_size=info.world_size)
+                if result.fit.complete:
+                    mark_complete(cfg.run_dir)
+                error = result.fit.final.get("test_error")
+                shown = "n/a" if error is None else f"{error:.2f}%"
+                print(f"done: test_error {shown} after {result.fit.epochs_run}/"
+                      f"{result.fit.epochs_planned} epochs ({result.fit.train_time_s:.1f} s training)",
+                      flush=True)
     finally:
         distributed.shutdown()
         if saved_root is None:

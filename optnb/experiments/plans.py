@@ -26,13 +26,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from optnb.experiments import paper
 from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
+from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.results import run_id_for
-from optnb.experiments.runner import Run
+from optnb.experiments.runner import Run, validate_runs
 from optnb.experiments.targets import (
     NB_CIFAR,
     NB_EVALUATE,
@@ -319,29 +319,153 @@ class _Builder:
                           needs=needs)
 
 
+#: the largest plan file read, in bytes (4 MiB: 2,000 runs of 2 KB each; the paper plan with 10
+#: seeds has about 530 runs of 300 bytes)
+MAX_PLAN_BYTES = 4 * 1024 * 1024
+#: runs in one plan file
+MAX_PLAN_RUNS = 2_000
+#: nesting of a plan file: plan -> runs -> run -> parameters -> a mapping value -> its items
+MAX_PLAN_DEPTH = 6
+#: parameters of one run (a notebook declares about a dozen)
+MAX_RUN_PARAMETERS = 64
+#: entries of one mapping or list parameter value (e.g. MODEL_OPTIONS)
+MAX_PARAMETER_ITEMS = 64
+#: characters of one string parameter value: ``optnb.nas.genotypes.MAX_TEXT_CHARS`` (a GENOTYPE
+#: is the longest value a notebook takes; not imported, as optnb.nas loads torch)
+MAX_PARAMETER_CHARS = 65_536
+#: characters of a notebook name, parameter name, suite, run id in ``needs`` or target field
+MAX_NAME_CHARS = 128
+
+
+def _read_plan_text(path: str | os.PathLike) -> str:
+    """At most ``MAX_PLAN_BYTES`` of ``path``, decoded; a larger file is refused unread."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PLAN_BYTES + 1)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError as err:
+        raise PlanError(f"cannot read plan file {path}: {err}") from None
+    if len(raw) > MAX_PLAN_BYTES:
+        what = f"is {size:,} bytes" if size > MAX_PLAN_BYTES else f"holds more than {MAX_PLAN_BYTES:,} bytes"
+        raise PlanError(f"plan file {path} {what}; the limit is {MAX_PLAN_BYTES:,} bytes (4 MiB, "
+                        "optnb.experiments.plans.MAX_PLAN_BYTES)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PlanError(f"cannot read plan file {path}: not UTF-8 text ({err.reason} at byte "
+                        f"{err.start})") from None
+
+
+def _plan_depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists and dicts in ``value`` (iterative); stops once it passes ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= limit:
+        item, level = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, level)
+            stack.extend((c, level + 1) for c in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _label(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= 32 else f"{text[:32]}..."
+
+
+def _strings(value: Any) -> Iterable[tuple[str, str]]:
+    """``(where, string)`` for every string in ``value``, dict keys included (iterative).
+
+    ``where`` is a path such as ``target.row``, ``needs[0]`` or ``target key``."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            yield where, item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield f"{where} key".strip(), key
+                stack.append((f"{where}.{_label(key)}".lstrip("."), child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{n}]", child) for n, child in enumerate(item))
+
+
+def _check_run_sizes(path: str | os.PathLike, i: int, entry: dict[str, Any]) -> None:
+    """Refuse a run whose names or parameter values exceed this module's limits (one line)."""
+    where = f"plan {path}: run {i}"
+    params = entry.get("parameters", {})
+    if isinstance(params, (dict, list)) and len(params) > MAX_RUN_PARAMETERS:
+        raise PlanError(f"{where} has {len(params):,} parameters; the limit is {MAX_RUN_PARAMETERS} "
+                        "(optnb.experiments.plans.MAX_RUN_PARAMETERS)")
+    named = (params.items() if isinstance(params, dict)  # a list of [name, value] pairs: by index
+             else ((f"#{n}", v) for n, v in enumerate(params)) if isinstance(params, list) else ())
+    for name, value in named:
+        if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+            raise PlanError(f"{where} has a parameter name of {len(name):,} characters; the limit "
+                            f"is {MAX_NAME_CHARS} (optnb.experiments.plans.MAX_NAME_CHARS)")
+        if isinstance(value, (dict, list)) and len(value) > MAX_PARAMETER_ITEMS:
+            raise PlanError(f"{where}: parameter {name} has {len(value):,} entries; the limit is "
+                            f"{MAX_PARAMETER_ITEMS} (optnb.experiments.plans.MAX_PARAMETER_ITEMS)")
+        for inner, text in _strings(value):
+            if len(text) > MAX_PARAMETER_CHARS:
+                inner = f".{inner}" if inner and not inner.startswith("[") else inner
+                raise PlanError(f"{where}: parameter {name}{inner} is a string of {len(text):,} "
+                                f"characters; the limit is {MAX_PARAMETER_CHARS:,} (the genotype "
+                                "text limit, optnb.experiments.plans.MAX_PARAMETER_CHARS)")
+    for inner, text in _strings({k: v for k, v in entry.items() if k != "parameters"}):
+        if len(text) > MAX_NAME_CHARS:
+            raise PlanError(f"{where}: {inner or 'a key'} is a string of {len(text):,} "
+                            f"characters; the limit is {MAX_NAME_CHARS} "
+                            "(optnb.experiments.plans.MAX_NAME_CHARS)")
+
+
 def load_plan(path: str | os.PathLike, profile: str) -> Plan:
     """A plan from JSON: ``{"profile"?, "runs": [{"notebook", "parameters", "suite"?,
     "target"?: {"table", "row", "column"?, "role"?}, "needs"?: [run ids or indices],
     "estimate_s"?}]}``. Run ids come from ``results.run_id_for``; ``needs`` may name earlier
-    runs by their index in the list."""
+    runs by their index in the list.
+
+    Bounded before anything is validated or run (a ``PlanError``, one line naming the limit):
+    the file (``MAX_PLAN_BYTES``, read no further), its nesting (``MAX_PLAN_DEPTH``), the runs
+    (``MAX_PLAN_RUNS``), each run's parameters (``MAX_RUN_PARAMETERS``), their values (strings
+    up to ``MAX_PARAMETER_CHARS``, the genotype text limit; mappings and lists up to
+    ``MAX_PARAMETER_ITEMS`` entries) and its other strings (``MAX_NAME_CHARS``)."""
+    text = _read_plan_text(path)
     try:
-        spec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise PlanError(f"cannot read plan file {path}: {err}") from None
+        spec = json.loads(text)
+    except RecursionError:
+        raise PlanError(f"plan file {path} nests deeper than the JSON decoder allows; the limit is "
+                        f"{MAX_PLAN_DEPTH} levels (optnb.experiments.plans.MAX_PLAN_DEPTH)") from None
+    except ValueError as err:  # JSONDecodeError, or an int beyond the str-conversion limit
+        raise PlanError(f"cannot read plan file {path}: {' '.join(str(err).split())[:160]}") from None
+    depth = _plan_depth(spec, MAX_PLAN_DEPTH)
+    if depth > MAX_PLAN_DEPTH:
+        raise PlanError(f"plan file {path} nests {depth} or more levels deep; the limit is "
+                        f"{MAX_PLAN_DEPTH} (optnb.experiments.plans.MAX_PLAN_DEPTH)")
     if not isinstance(spec, dict) or spec.get("profile", profile) not in PROFILES:
         raise PlanError(f"plan {path}: 'profile' must be one of {', '.join(PROFILES)}")
+    entries = spec.get("runs", [])
+    if not isinstance(entries, list):
+        raise PlanError(f"plan {path}: 'runs' must be a list of runs, got {type(entries).__name__}")
+    if len(entries) > MAX_PLAN_RUNS:
+        raise PlanError(f"plan {path} has {len(entries):,} runs; the limit is {MAX_PLAN_RUNS:,} "
+                        "(optnb.experiments.plans.MAX_PLAN_RUNS)")
     plan = Plan(profile=spec.get("profile", profile), seeds=(0,), suites=("plan",))
     ids: list[str] = []
-    for i, entry in enumerate(spec.get("runs", [])):
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            _check_run_sizes(path, i, entry)
         try:
             notebook, params = str(entry["notebook"]), dict(entry.get("parameters", {}))
             needs = tuple(ids[n] if isinstance(n, int) else str(n) for n in entry.get("needs", ()))
             target = Target(**entry["target"]) if entry.get("target") else None
             estimate = float(entry.get("estimate_s", 60.0))
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise PlanError(f"plan {path}: run {i} is malformed ({type(err).__name__}: {err}); "
-                            "expected notebook, parameters, and optionally suite, target, "
-                            "needs (indices of earlier runs), estimate_s") from None
+            if not 0.0 <= estimate < float("inf"):
+                raise ValueError(f"estimate_s must be a finite number >= 0, got {estimate}")
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise PlanError(f"plan {path}: run {i} is malformed ({type(err).__name__}: "
+                            f"{' '.join(str(err).split())[:120]}); expected notebook, parameters, "
+                            "and optionally suite, target, needs (indices of earlier runs), "
+                            "estimate_s") from None
         run = PlannedRun(notebook, params, run_id_for(notebook, params), entry.get("suite", "plan"),
                          target, needs, estimate)
         ids.append(run.run_id)
@@ -349,6 +473,31 @@ def load_plan(path: str | os.PathLike, profile: str) -> Plan:
     if not plan.runs:
         raise PlanError(f"plan {path} has no runs")
     return plan
+
+
+def validate(plan: Plan) -> None:
+    """Check every run before anything executes; drops absent tour/theory notebooks (noted).
+
+    Raises ``PlanError`` / ``ParameterError`` (ValueErrors) or ``UnknownNotebookError`` (a
+    KeyError) with a one-line message.
+    """
+    kept = []
+    for run in plan.runs:
+        if run.suite == "notebooks":
+            try:
+                find_notebook(run.notebook)
+            except UnknownNotebookError:
+                plan.notes.append(f"{run.notebook} is not in notebooks/ yet: not run")
+                continue
+        kept.append(run)
+    plan.runs[:] = kept
+    ids = {r.run_id for r in plan.runs}
+    for run in plan.runs:
+        missing = [n for n in run.needs if n not in ids]
+        if missing:
+            raise PlanError(f"run {run.run_id} needs {missing[0]}, which is not in the plan")
+    plan.stages()  # raises on a cycle
+    validate_runs([r.to_run() for r in plan.runs])
 
 
 def torchrun_command(run: PlannedRun, nproc: int, results_dir: str | os.PathLike,

@@ -8,16 +8,17 @@ parameters), and the only place that reads the environment overrides used by CI.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import results
-from optnb.paths import results_dir, run_dir
+from optnb.experiments import ownership, results
+from optnb.paths import RUN_ID_RULE, is_run_id, results_dir, run_dir
 from optnb.specs import (
     DATASET_CHOICES,
     LIVE_CHOICES,
@@ -44,11 +45,21 @@ NOTEBOOK_SPECS: dict[str, str] = {
     "90_reproduce_tables": "optnb.experiments.params:NB90",
 }
 
+#: notebook stem -> "module:function" checking parameters together (after each was validated,
+#: before anything is written): ``function(values)`` raises ``ParameterError``.
+NOTEBOOK_CHECKS: dict[str, str] = {
+    "06_train_cifar": "optnb.train.params:check_row",
+    "07_train_imagenet": "optnb.train.params:check_row",
+}
+
 #: the real dataset ``DATASET="auto"`` means for a notebook outside the smoke profile.
 DEFAULT_REAL_DATASET: dict[str, str] = {"07_train_imagenet": "imagenet"}
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _is_run_id(value: str) -> bool:
+    return value == "" or is_run_id(value)
 
 
 COMMON: dict[str, Param] = {
@@ -58,7 +69,8 @@ COMMON: dict[str, Param] = {
     "DATASET": choice(*DATASET_CHOICES, help="auto picks a real dataset when present"),
     "LIVE": choice(*LIVE_CHOICES, help="live plots: widget (JupyterLab) | display | off"),
     "RESULTS_DIR": text(help="'' means the package default (results/)"),
-    "RUN_ID": text(help="'' means notebook stem + hash of the parameters"),
+    "RUN_ID": text(help="'' means notebook stem + hash of the parameters", check=_is_run_id,
+                   rule=f"'' (notebook stem + hash of the parameters) or {RUN_ID_RULE}"),
 }
 COMMON_DEFAULTS: dict[str, Any] = {
     "PROFILE": "auto", "SEED": 0, "DEVICE": "auto", "DATASET": "auto", "LIVE": "auto",
@@ -74,6 +86,16 @@ def notebook_spec(notebook: str) -> dict[str, Param]:
     module_name, attr = target.split(":")
     module = importlib.import_module(module_name)
     return dict(getattr(module, attr))
+
+
+def notebook_check(notebook: str) -> Callable[[Mapping[str, Any]], None] | None:
+    """The notebook's check of its validated parameters together (``NOTEBOOK_CHECKS``), if it has
+    one; it raises ``ParameterError``."""
+    target = NOTEBOOK_CHECKS.get(notebook)
+    if not target:
+        return None
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def resolve_profile(name: str) -> str:
@@ -136,12 +158,24 @@ class Config:
             return params[name]
         raise AttributeError(f"Config has no field or parameter {name!r}")
 
-    def summary(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.params.items())
+    def summary(self, width: int = 80) -> str:
+        """The one-line config print: each parameter value (and the run id and device) is put on
+        one line and cut to ``width`` characters, with the full length said
+        (``genotype=Genotype(normal=[...... (812 chars)``); ``parameters`` and the sidecar keep
+        the full values, and the notes (written by ``resolve``) are printed whole."""
+
+        def short(value: Any) -> str:
+            full = str(value)
+            text = " ".join(full.split())  # a multi-line value (JSON) stays on the line
+            if len(text) <= width:
+                return text
+            return f"{text[:width]}... ({len(full):,} chars)"
+
+        extra = " ".join(f"{k}={short(v)}" for k, v in self.params.items())
         data = self.dataset if self.dataset_real else f"{self.dataset} (not the paper's dataset)"
         line = (
-            f"cfg: notebook={self.notebook} profile={self.profile} device={self.device} "
-            f"data={data} live={self.live} seed={self.seed} run={self.run_id}"
+            f"cfg: notebook={self.notebook} profile={self.profile} device={short(self.device)} "
+            f"data={data} live={self.live} seed={self.seed} run={short(self.run_id)}"
         )
         line = f"{line} | {extra}" if extra else line
         return line + "".join(f" [{n}]" for n in self.notes)
@@ -226,7 +260,11 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
             register: bool = True) -> Config:
     """Validate a notebook's parameters, apply profile and environment, seed, register the run.
 
-    ``register=False`` (the non-zero ranks of a ``torchrun`` job) writes no sidecar.
+    ``register=True`` claims the run folder (``ownership``: one owner per run folder; refused with
+    ``RunBusyError`` while another process holds it) and writes the sidecar (:func:`register_run`).
+    ``register=False`` (the non-zero ranks of a ``torchrun`` job, and commands that check more
+    before they register) creates and writes nothing. Every parameter is checked before anything
+    is written: a refused run leaves no folder behind.
 
     ``namespace`` is normally ``globals()`` of the notebook. Environment overrides (CI): ``OPTNB_PROFILE``,
     ``OPTNB_DEVICE``, ``OPTNB_LIVE`` and ``OPTNB_HEADLESS=1`` (``LIVE="auto"`` becomes ``off``).
@@ -242,6 +280,8 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
             values[name] = os.environ[env]
             notes.append(f"{name} from ${env}")
     values = validate(values, spec)
+    if (check := notebook_check(notebook)) is not None:
+        check(values)
 
     profile, profile_notes = effective_profile(values["PROFILE"])
     notes.extend(profile_notes)
@@ -251,8 +291,6 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
         raise ParameterError(f"DEVICE: {err}") from None
     dataset, data_notes = _dataset(values["DATASET"], notebook, profile)
     notes.extend(data_notes)
-    if values["RUN_ID"] and not _RUN_ID.match(values["RUN_ID"]):
-        raise ParameterError(f"RUN_ID={values['RUN_ID']!r} may only hold letters, digits, '_', '-', '.'")
     run_id = values["RUN_ID"] or results.run_id_for(notebook, values)
     base = results_dir(values["RESULTS_DIR"] or None)
 
@@ -274,13 +312,70 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
         live=_live_mode(values["LIVE"]),
         results_dir=base,
         run_id=run_id,
-        run_dir=run_dir(run_id, base),
+        run_dir=run_dir(run_id, base, create=False),
         params={k.lower(): v for k, v in values.items() if k in spec},
         parameters=values,
         notes=tuple(notes),
     )
     if register:
-        results.start_run(cfg)
+        register_run(cfg)
     if not quiet:
         print(cfg.summary())
     return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# The run's owner
+
+#: this process's claim of the run it registered last (None: none, or its runner holds it)
+_registered: ownership.RunLock | None = None
+
+
+def register_run(cfg: Config) -> None:
+    """Claim ``cfg``'s run folder and write its sidecar (status ``running``).
+
+    The claim is skipped when ``$OPTNB_RUN_OWNER`` says that the runner that started this
+    process (a kernel, a torchrun job) holds the folder. The run becomes this process's current
+    run: the claim of the previous one is given back. If the sidecar cannot be written (a full
+    disk), a folder the claim created is removed again."""
+    global _registered
+    lock = None if ownership.held_for_me(cfg.run_dir) else ownership.claim(cfg.run_dir)
+    try:
+        results.start_run(cfg)
+    except BaseException:
+        if lock is not None:
+            lock.release(discard=True)
+        raise
+    previous, _registered = _registered, lock
+    if previous is not None:
+        previous.release()
+
+
+def release_run() -> None:
+    """Give back the claim :func:`register_run` took (a command calls this when it ends)."""
+    global _registered
+    lock, _registered = _registered, None
+    if lock is not None:
+        lock.release()
+
+
+@contextlib.contextmanager
+def registered(cfg: Config, register: bool = True) -> Iterator[Config]:
+    """A command's run: :func:`register_run`, the body, then :func:`release_run`.
+
+    If the body raises (a bad checkpoint, a full disk, Ctrl-C), a sidecar that is not complete
+    is marked ``failed`` with the error in one line, so no sidecar is left saying ``running``
+    for a run nobody runs. ``register=False`` (non-zero torchrun ranks) does none of this."""
+    if not register:
+        yield cfg
+        return
+    register_run(cfg)
+    try:
+        yield cfg
+    except BaseException as err:
+        if not results.is_complete(cfg.run_dir):
+            with contextlib.suppress(OSError):  # a full disk may refuse this write too
+                results.mark_failed(cfg.run_dir, results.error_line(err))
+        raise
+    finally:
+        release_run()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from optnb.atomic import write_text
 from optnb.experiments import paper
 from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, Line, Report
 from optnb.nas.operations import PRIMITIVES
@@ -144,15 +145,12 @@ def paper_view_markdown(table_name: str, found_lines: Sequence[Line]) -> str:
 
 def write_csv(path: str | Path, found_lines: Sequence[Line]) -> Path:
     """All comparison lines as CSV (numbers unrounded)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
     for line in found_lines:
         writer.writerow({k: ("" if v is None else v) for k, v in line.as_dict().items()})
-    path.write_text(buf.getvalue())
-    return path
+    return write_text(path, buf.getvalue())
 
 
 def lines_html(found_lines: Sequence[Line]) -> str:

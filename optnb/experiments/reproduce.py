@@ -5,6 +5,10 @@ run it stage by stage, write the report.
   anything executes.
 * Runs whose sidecar says ``complete`` are skipped, so an interrupted reproduction (Ctrl-C, a
   killed kernel, a lost machine) continues where it stopped when the same command is run again.
+* Every run has one owner (``optnb.experiments.ownership``): a second reproduction on the same
+  results folder waits for the runs the first one holds and skips them once complete, so every
+  run executes once. A torchrun job's folder is claimed here and handed to the job
+  (``$OPTNB_RUN_OWNER``); the job dies with this process.
 * A failed run does not stop the others; it is reported with its notebook, cell and error.
   Evaluations whose search failed are reported as blocked.
 * The report goes to ``<results>/report/``: ``report.md`` (tables beside the paper with
@@ -15,6 +19,7 @@ run it stage by stage, write the report.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import platform
 import subprocess
@@ -27,45 +32,18 @@ from typing import Any
 import torch
 from nbconvert import HTMLExporter
 
-from optnb.experiments import plans, render, results, tables
+from optnb.atomic import write_text
+from optnb.experiments import ownership, plans, render, results, tables
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
-from optnb.experiments.plans import Plan, PlanError, PlannedRun
-from optnb.experiments.runner import Run, RunResult, run_many, run_notebook, validate_runs
+from optnb.experiments.plans import Plan, PlannedRun
+from optnb.experiments.runner import Run, RunResult, run_many, run_notebook
 from optnb.experiments.targets import NB_REPORT
+from optnb.experiments.workers import die_with_parent
 from optnb.paths import run_dir
 
 
 def say(message: str) -> None:
     print(message, flush=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# Planning and validation
-
-
-def validate(plan: Plan) -> None:
-    """Check every run before anything executes; drops absent tour/theory notebooks (noted).
-
-    Raises ``PlanError`` / ``ParameterError`` (ValueErrors) or ``UnknownNotebookError`` (a
-    KeyError) with a one-line message.
-    """
-    kept = []
-    for run in plan.runs:
-        if run.suite == "notebooks":
-            try:
-                find_notebook(run.notebook)
-            except UnknownNotebookError:
-                plan.notes.append(f"{run.notebook} is not in notebooks/ yet: not run")
-                continue
-        kept.append(run)
-    plan.runs[:] = kept
-    ids = {r.run_id for r in plan.runs}
-    for run in plan.runs:
-        missing = [n for n in run.needs if n not in ids]
-        if missing:
-            raise PlanError(f"run {run.run_id} needs {missing[0]}, which is not in the plan")
-    plan.stages()  # raises on a cycle
-    validate_runs([r.to_run() for r in plan.runs])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,17 +59,22 @@ def _blocked(run: PlannedRun, failed: set[str]) -> RunResult:
 def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path) -> RunResult:
     """Execute a Table 1/2 run with ``torchrun`` (see ``plans.torchrun_command``): it writes the
     same sidecar as the notebook would. Complete runs are skipped and an interrupted one resumes
-    its checkpoint."""
-    folder = run_dir(run.run_id, results_dir)
+    its checkpoint. The run folder is claimed here first (waiting while another process holds
+    it) and the job is told so; the job gets SIGTERM if this process dies."""
+    folder = run_dir(run.run_id, results_dir, create=False)
     sidecar = folder / results.SIDECAR
     if results.is_complete(folder):
         return RunResult(run.to_run(), True, None, sidecar, None, 0.0, skipped=True)
-    cmd = plans.torchrun_command(run, nproc, results_dir,
-                                 resume=(folder / "checkpoint.pt").is_file())
-    say(f"torchrun {run.run_id}: {' '.join(cmd[1:])}")
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    duration = time.monotonic() - start
+    with ownership.claim_waiting(folder, say=say) as lock:
+        if results.is_complete(folder):  # its previous owner completed it while we waited
+            return RunResult(run.to_run(), True, None, sidecar, None, 0.0, skipped=True)
+        cmd = plans.torchrun_command(run, nproc, results_dir,
+                                     resume=(folder / "checkpoint.pt").is_file())
+        say(f"torchrun {run.run_id}: {' '.join(cmd[1:])}")
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **lock.environment()},
+                              preexec_fn=die_with_parent)
+        duration = time.monotonic() - start
     error = None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
@@ -129,12 +112,13 @@ def run_report_notebook(results_dir: Path, profile: str, report_dir: Path,
     except UnknownNotebookError:
         return f"{NB_REPORT} not found: no HTML report"
     run = Run(NB_REPORT, {"PROFILE": profile})
-    result = run_notebook(run, results_dir, timeout=timeout, log=say, skip_complete=False)
+    # a second reproduction on the same results waits for the first one's report notebook
+    result = run_notebook(run, results_dir, timeout=timeout, log=say, skip_complete=False, wait=True)
     if not result.ok:
         return result.error
     try:
         body, _ = HTMLExporter().from_filename(str(result.output_path))
-        (report_dir / "report.html").write_text(body)
+        write_text(report_dir / "report.html", body)
     except Exception as err:  # noqa: BLE001 - a failed export must not lose the Markdown report
         return f"HTML export skipped ({type(err).__name__}: {err})"
     return None
@@ -189,7 +173,7 @@ def write_report(plan: Plan, outcomes: Sequence[RunResult], results_dir: Path,
                           run_ids=[r.run_id for r in plan.runs])
     md = render.report_markdown(report, header=provenance_header(plan, argv))
     md += "\n## Runs\n\n" + runs_markdown(plan, outcomes) + "\n"
-    (report_dir / "report.md").write_text(md)
+    write_text(report_dir / "report.md", md)
     render.write_csv(report_dir / "tables.csv", report.all_lines)
     _write_rows(report_dir / "sizes.csv", [r for rows in report.sizes.values() for r in rows])
     _write_rows(report_dir / "runs.csv", [
@@ -203,7 +187,8 @@ def _write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    write_text(path, text.getvalue())

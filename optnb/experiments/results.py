@@ -13,15 +13,16 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from optnb.paths import repo_root
+from optnb.atomic import replacing
+from optnb.paths import RUN_ID_MAX, repo_root
 
 MIMETYPE = "application/vnd.optnb.result+json"
 SIDECAR = "result.json"
@@ -36,8 +37,11 @@ def now() -> str:
 
 def run_id_for(notebook: str, parameters: Mapping[str, Any]) -> str:
     """``<notebook stem>-<8 hex>``: a stable id from the sorted parameters (LIVE/RESULTS_DIR/RUN_ID
-    excluded, so the same experiment maps to the same run folder however it is displayed)."""
-    stem = Path(notebook).stem
+    excluded, so the same experiment maps to the same run folder however it is displayed).
+
+    The stem is made a valid run id (``optnb.paths.RUN_ID_PATTERN``): characters other than
+    letters, digits, ``_``, ``-`` and ``.`` become ``_`` (``my notebook`` -> ``my_notebook``)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(notebook).stem).lstrip("_.-")[: RUN_ID_MAX - 9] or "run"
     kept = {k: v for k, v in sorted(parameters.items()) if k not in _EXCLUDED_FROM_ID}
     digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{stem}-{digest}"
@@ -67,19 +71,9 @@ def to_jsonable(value: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (``optnb.atomic``)."""
+    with replacing(path) as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True)
 
 
 def read_sidecar(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -178,6 +172,14 @@ def record(name: str, value: Any, unit: str | None = None) -> None:
         sidecar["updated"] = now()
         atomic_write_json(path, sidecar)
     _display(payload)
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: message`` on one line (what a failed command writes into its sidecar)."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:

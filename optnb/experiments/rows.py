@@ -24,14 +24,20 @@ def plan_for(cfg: Config) -> RowPlan:
 
 
 def paper_values(cfg: Config) -> dict[str, tuple[Any, str]]:
-    """The paper's numbers for this row and column: ``{name: (value, unit)}``."""
+    """The paper's numbers for this row and column: ``{name: (value, unit)}``; None for a model
+    the paper's table has no row for (e.g. ``resnet20``, or another depth of a family)."""
     if is_imagenet_model(cfg.model):
-        row = paper.table("table2").row(cfg.model)
-        return {"paper_top1_error": (row.values["top1"], "%"),
-                "paper_top5_error": (row.values["top5"], "%")}
+        values = _row_values("table2", cfg.model)
+        return {"paper_top1_error": (values.get("top1"), "%"),
+                "paper_top5_error": (values.get("top5"), "%")}
     column = ("cifar100" if cfg.dataset == "cifar100" else "cifar10") + \
         ("+" if cfg.params.get("augment", True) else "")
-    return {"paper_test_error": (paper.table("table1").value(cfg.model, column), "%")}
+    return {"paper_test_error": (_row_values("table1", cfg.model).get(column), "%")}
+
+
+def _row_values(table: str, model: str) -> dict[str, Any]:
+    rows = {r.key: r for r in paper.table(table).rows}
+    return dict(rows[model].values) if model in rows else {}
 
 
 def comparable(cfg: Config) -> bool:

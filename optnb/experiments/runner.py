@@ -10,6 +10,13 @@ Failures are reported with the failing cell's source and the exception, includin
 swallowed by an ``ipywidgets.Output`` context (see ``optnb.experiments.nbengine``). Runs are
 validated before anything executes (``optnb.experiments.validation``); ``run_many`` runs several
 at once in worker processes (``optnb.experiments.workers``) and skips runs already complete.
+
+Every run has one owner (``optnb.experiments.ownership``): the process that executes it claims
+its run folder first and tells the kernel through ``$OPTNB_RUN_OWNER``. A run folder another
+process holds (a second ``optnb reproduce`` on the same results, a notebook open in JupyterLab)
+is not executed twice: ``run_many`` runs the others first, then waits for it, says so, and skips
+it when its owner completed it. The kernel's connection file and IPython directory live in the run folder
+(``.kernel-tmp``) and go when the run ends, or when the next owner takes a killed run over.
 """
 
 from __future__ import annotations
@@ -24,13 +31,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import results
+from optnb.experiments import ownership, results
 from optnb.experiments.notebooks import find_notebook, notebook_parameters
 from optnb.experiments.profiles import effective_profile
 from optnb.experiments.runs import Run, RunResult
 from optnb.experiments.validation import validate_run, validate_runs
 from optnb.experiments.workers import WorkerPool
-from optnb.paths import notebooks_dir, run_dir
+from optnb.paths import ensure_dir, notebooks_dir, run_dir
 from optnb.paths import results_dir as default_results_dir
 from optnb.specs import ParameterError
 
@@ -49,6 +56,8 @@ CELL_TIMEOUT = {"smoke": 600, "quick": None, "paper": None}
 INJECTED = ("LIVE", "RUN_ID", "RESULTS_DIR")
 #: where ``run_many``'s worker processes and their kernels print, relative to the results folder
 WORKER_LOG = Path(".kernel-env") / "workers.log"
+#: seconds between reminders that ``run_many`` still waits for a run another process holds
+REMIND_S = 60.0
 
 LogFn = Callable[[str], None]
 
@@ -57,10 +66,13 @@ LogFn = Callable[[str], None]
 # The kernel's surroundings
 
 
-def kernel_environment(results_root: Path, run_id: str) -> dict[str, str | None]:
+def kernel_environment(results_root: Path, run_id: str, tmp: Path | None = None) -> dict[str, str | None]:
     """Environment for the kernels: headless, Jupyter/IPython/matplotlib dirs inside ``results_root``.
 
-    IPython's directory (its history database) is per run, so parallel kernels never share it.
+    IPython's directory (its history database) is per run, so parallel kernels never share it:
+    with ``tmp`` (the run's own temporary folder, ``ownership.kernel_tmp``) it lives there and
+    goes with it. (``$TMPDIR`` is left alone: Unix sockets under a deep run folder would pass
+    the 108-character limit of their paths.)
     ``MPLBACKEND`` is removed (None): an inherited ``MPLBACKEND=Agg`` would stop ipykernel from
     choosing its inline backend, and figures would silently vanish from the executed notebooks.
     """
@@ -69,11 +81,11 @@ def kernel_environment(results_root: Path, run_id: str) -> dict[str, str | None]
         "JUPYTER_CONFIG_DIR": home / "jupyter-config",
         "JUPYTER_DATA_DIR": home / "jupyter-data",
         "JUPYTER_RUNTIME_DIR": home / "jupyter-runtime",
-        "IPYTHONDIR": home / "ipython" / run_id,
+        "IPYTHONDIR": tmp / "ipython" if tmp is not None else home / "ipython" / run_id,
         "MPLCONFIGDIR": home / "matplotlib",
     }
     for path in dirs.values():
-        path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path, what="kernel folder")
     env: dict[str, str | None] = {k: str(v) for k, v in dirs.items()}
     env.update({
         "OPTNB_HEADLESS": "1",
@@ -163,38 +175,65 @@ def run_notebook(
     skip_complete: bool = False,
     store_widget_state: bool = False,
     validate: bool = True,
+    wait: bool = False,
 ) -> RunResult:
     """Execute one run in this process; never raises for a failure inside the notebook.
 
     A failure becomes ``RunResult.error`` and a ``failed`` sidecar. ``timeout`` is the per-cell limit
     in seconds (default: by profile, ``CELL_TIMEOUT``). Bad parameters raise ``ParameterError``
-    before anything starts (``validate=False`` is for callers that validated already). A
-    KeyboardInterrupt propagates after papermill shut the kernel down, leaving the sidecar not
-    complete, so the next run executes it again.
+    and a results folder that cannot be written ``ResultsDirError`` before anything starts
+    (``validate=False`` is for callers that validated already). A run folder another process
+    holds raises ``RunBusyError``, or with ``wait`` is waited for (and then skipped if its owner
+    completed it and ``skip_complete``). A KeyboardInterrupt propagates after papermill shut the
+    kernel down, leaving the sidecar not complete, so the next run executes it again.
     """
     path = validate_run(run)[0] if validate else find_notebook(run.notebook)
-    base = default_results_dir(results_dir)
+    base = ensure_dir(default_results_dir(results_dir))
     if skip_complete and (skipped := _skipped(run, base)) is not None:
         _emit(log, f"skip {run.run_id}: its sidecar says complete")
         return skipped
     cell_timeout = timeout if timeout is not None else default_cell_timeout(run.parameters)
-    return _execute(run, path, base, cell_timeout, log, store_widget_state)
+    folder = run_dir(run.run_id, base, create=False)
+    lock = ownership.claim_waiting(folder, say=lambda m: _emit(log, m)) if wait else ownership.claim(folder)
+    try:
+        return _execute(run, path, base, cell_timeout, log, store_widget_state, skip_complete)
+    finally:
+        lock.release(discard=True)
 
 
 def _execute(run: Run, path: Path, base: Path, cell_timeout: float | None, log: LogFn | bool | None = None,
-             store_widget_state: bool = False) -> RunResult:
-    """Execute ``run`` (validated, not complete) with papermill and mark its sidecar.
+             store_widget_state: bool = False, skip_complete: bool = False) -> RunResult:
+    """Claim ``run``'s folder, then execute it with papermill and mark its sidecar.
 
     Module-level so that ``run_many`` can send it to a worker process; ``cell_timeout`` is already
-    resolved (None means no limit).
+    resolved (None means no limit). A folder another process holds is not touched: the result
+    says ``busy`` (who holds it). With ``skip_complete`` a run its previous owner completed is
+    skipped (checked under the claim, so two runners never both execute it).
     """
+    folder = run_dir(run.run_id, base, create=False)
+    try:
+        lock = ownership.claim(folder)
+    except ownership.RunBusyError as err:
+        return RunResult(run, False, None, None, str(err), 0.0, busy=err.owner.describe())
+    try:
+        if skip_complete and (skipped := _skipped(run, base)) is not None:
+            _emit(log, f"skip {run.run_id}: its sidecar says complete")
+            return skipped
+        return _papermill(run, path, base, lock, cell_timeout, log, store_widget_state)
+    finally:
+        lock.release(discard=True)  # removes the folder only if this claim made it and it is empty
+
+
+def _papermill(run: Run, path: Path, base: Path, lock: ownership.RunLock, cell_timeout: float | None,
+               log: LogFn | bool | None, store_widget_state: bool) -> RunResult:
+    """The papermill execution of a claimed run; marks its sidecar ``complete`` or ``failed``."""
     # deferred: papermill and nbformat take seconds to import, which the optnb CLI should not pay
     # at start-up (it imports this module); nbengine imports papermill
     import papermill
 
     from optnb.experiments.nbengine import engine_name
 
-    folder = run_dir(run.run_id, base)
+    folder = lock.folder
     output_path = folder / f"{path.stem}.ipynb"
     declared = notebook_parameters(path)
     parameters = dict(run.parameters)
@@ -208,7 +247,8 @@ def _execute(run: Run, path: Path, base: Path, cell_timeout: float | None, log: 
     _emit(log, f"run  {run.run_id}: {path.name} -> {output_path}")
     start = time.monotonic()
     error: str | None = None
-    with _environ(kernel_environment(base, run.run_id)):
+    with ownership.kernel_tmp(lock) as tmp, \
+            _environ({**kernel_environment(base, run.run_id, tmp), **lock.environment()}):
         try:
             papermill.execute_notebook(
                 str(path), str(output_path), parameters=parameters, kernel_name=KERNEL_NAME,
@@ -220,10 +260,15 @@ def _execute(run: Run, path: Path, base: Path, cell_timeout: float | None, log: 
             error = describe_failure(err, output_path)
     duration = time.monotonic() - start
     out = output_path if output_path.is_file() else None
-    if error is None:
-        results.mark_complete(folder, out, round(duration, 3))
-    else:
-        results.mark_failed(folder, error, out)
+    try:
+        if error is None:
+            results.mark_complete(folder, out, round(duration, 3))
+        else:
+            results.mark_failed(folder, error, out)
+    except OSError as err:  # a full disk: the sidecar is not complete, so the run is done again
+        error = (f"{error}\n" if error else "") + (
+            f"the sidecar could not be written ({results.error_line(err)}); the run does not count "
+            "as complete")
     result = RunResult(run, error is None, out, folder / results.SIDECAR, error, duration)
     _emit(log, result.summary())
     return result
@@ -259,21 +304,24 @@ def run_many(
     skip_complete: bool = True,
     timeout: float | None = None,
     log: LogFn | bool | None = None,
+    poll_s: float = ownership.POLL_S,
 ) -> list[RunResult]:
     """Validate every run, then execute them, ``jobs`` at a time; results in the input order.
 
     With ``jobs > 1`` the runs execute in ``jobs`` worker processes, each run with its own kernel;
     what the workers and kernels print goes to ``<results>/.kernel-env/workers.log``, not to the terminal.
-    A run whose sidecar says complete is skipped without starting anything. A failed run does not
-    stop the others; check ``all(r.ok for r in results)``. On Ctrl-C the runs not started yet never
-    start, the running ones are interrupted (their kernels shut down, their sidecars stay not
-    complete) and KeyboardInterrupt propagates.
+    A run whose sidecar says complete is skipped without starting anything. A run whose folder
+    another process holds waits (the others go first; ``log`` says so) and is tried again every
+    ``poll_s`` seconds, then skipped if its owner completed it: every run executes once. A failed
+    run does not stop the others; check ``all(r.ok for r in results)``. On Ctrl-C the runs not
+    started yet never start, the running ones are interrupted (their kernels shut down, their
+    sidecars stay not complete) and KeyboardInterrupt propagates.
     """
     runs = list(runs)
     validate_runs(runs)
     if jobs < 1:
         raise ParameterError(f"jobs must be >= 1, got {jobs}")
-    base = default_results_dir(results_dir)
+    base = ensure_dir(default_results_dir(results_dir))
     paths = [find_notebook(r.notebook) for r in runs]
     done: dict[int, RunResult] = {}
     if skip_complete:  # decided here, so complete runs start no process at all
@@ -284,31 +332,57 @@ def run_many(
     queued = deque(i for i in range(len(runs)) if i not in done)
     # resolved before anything runs, so that a bad $OPTNB_PROFILE stops nothing half-way
     timeouts = {i: timeout if timeout is not None else default_cell_timeout(runs[i].parameters) for i in queued}
-    if jobs == 1 or len(queued) <= 1:
-        for i in queued:
-            done[i] = _execute(runs[i], paths[i], base, timeouts[i], log)
-        return [done[i] for i in range(len(runs))]
-
+    waiting: dict[int, float] = {}  # run index -> when to try it again
+    reminded: dict[int, float] = {}  # run index -> when the log last said it waits
     running: dict[Future, int] = {}
-    pool = WorkerPool(min(jobs, len(queued)), log_path=base / WORKER_LOG)
+
+    def settle(i: int, result: RunResult) -> None:
+        if not result.busy:
+            done[i] = result
+            _emit(log, result.summary())
+            return
+        now = time.monotonic()
+        if now - reminded.get(i, -REMIND_S) >= REMIND_S:
+            _emit(log, f"wait {runs[i].run_id}: in use by {result.busy}; the other runs go first")
+            reminded[i] = now
+        waiting[i] = now + poll_s
+
+    pool = WorkerPool(min(jobs, len(queued)), log_path=base / WORKER_LOG) if jobs > 1 and len(queued) > 1 else None
+    slots = jobs if pool is not None else 1
     try:
-        while queued or running:
+        while queued or running or waiting:
+            now = time.monotonic()
+            for i in sorted(i for i, due in waiting.items() if due <= now):
+                del waiting[i]
+                queued.append(i)
             # at most `jobs` runs handed to the pool, so a cancelled run was never handed over
-            while queued and len(running) < jobs:
+            while queued and len(running) < slots:
                 i = queued.popleft()
-                _emit(log, f"run  {runs[i].run_id}: {paths[i].name}")
-                running[pool.submit(_execute, runs[i], paths[i], base, timeouts[i])] = i
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                i = running.pop(future)
-                done[i] = _worker_failure(runs[i], future) or future.result()
-                _emit(log, done[i].summary())
+                folder = run_dir(runs[i].run_id, base, create=False)
+                if (owner := ownership.holder(folder)) is not None:  # no worker for a busy run
+                    settle(i, RunResult(runs[i], False, None, None, None, 0.0, busy=owner.describe()))
+                elif pool is None:
+                    settle(i, _execute(runs[i], paths[i], base, timeouts[i], log, False, skip_complete))
+                else:
+                    _emit(log, f"run  {runs[i].run_id}: {paths[i].name}")
+                    future = pool.submit(_execute, runs[i], paths[i], base, timeouts[i], None, False, skip_complete)
+                    running[future] = i
+            if running:
+                until = max(0.0, min(waiting.values()) - time.monotonic()) if waiting else None
+                finished, _ = wait(running, timeout=until, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = running.pop(future)
+                    settle(i, _worker_failure(runs[i], future) or future.result())
+            elif waiting and not queued:
+                time.sleep(max(0.0, min(waiting.values()) - time.monotonic()))
     except KeyboardInterrupt:
-        _emit(log, f"interrupted: cancelling queued runs and stopping running ones (log: {base / WORKER_LOG})")
-        pool.stop()
+        if pool is not None:
+            _emit(log, f"interrupted: cancelling queued runs and stopping running ones (log: {base / WORKER_LOG})")
+            pool.stop()
         raise
     finally:
-        pool.close()
+        if pool is not None:
+            pool.close()
     return [done[i] for i in range(len(runs))]
 
 

@@ -36,7 +36,10 @@ class Run:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one run; ``error`` names the failing cell and exception when ``ok`` is False."""
+    """The outcome of one run; ``error`` names the failing cell and exception when ``ok`` is False.
+
+    ``busy`` (who holds the run folder) says the run was not started because another process
+    owns it; ``run_many`` tries such a run again later, so its callers never see one."""
 
     run: Run
     ok: bool
@@ -45,10 +48,12 @@ class RunResult:
     error: str | None
     duration_s: float
     skipped: bool = False
+    busy: str = ""
 
     def summary(self) -> str:
-        """One line: ``ok``/``skipped``/``FAILED``, the run id, the time and the exception."""
-        status = "skipped (complete)" if self.skipped else "ok" if self.ok else "FAILED"
+        """One line: ``ok``/``skipped``/``busy``/``FAILED``, the run id, the time and the exception."""
+        status = ("skipped (complete)" if self.skipped else "ok" if self.ok
+                  else f"busy ({self.busy})" if self.busy else "FAILED")
         line = f"{status:<18} {self.run.run_id} ({self.duration_s:.1f} s)"
         if self.error:
             line += " " + self.error.splitlines()[0]

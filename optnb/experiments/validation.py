@@ -2,7 +2,10 @@
 
 A bad run of a long plan should fail in the first second with one line, not hours later inside a
 kernel. Names are checked against ``papermill.inspect_notebook`` (what papermill will inject),
-types against the notebook's literal defaults, and values against ``optnb.experiments.profiles``.
+types against the notebook's literal defaults, values against ``optnb.experiments.profiles`` (the
+same specs and checks ``resolve`` applies in the kernel), and the run id against
+``optnb.paths.check_run_id``. ``RUN_ID`` and ``RESULTS_DIR`` are the runner's to inject: a run
+that sets them is refused with the option to use instead.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from optnb.experiments.notebooks import NAME_PATTERN, find_notebook, notebook_parameters
-from optnb.experiments.profiles import COMMON, notebook_spec
+from optnb.experiments.profiles import COMMON, notebook_check, notebook_spec
 from optnb.experiments.runs import Run
+from optnb.paths import check_run_id
 from optnb.specs import ParameterError
+
+#: parameters the runner injects itself, and how a caller sets them instead
+RUNNER_SETS = {
+    "RUN_ID": "the run id (optnb run --run-id; Run(notebook, parameters, run_id); plan run ids "
+              "come from the parameters)",
+    "RESULTS_DIR": "the results folder (optnb run/reproduce --results; results_dir=...)",
+}
 
 #: what papermill can write into a parameters cell as a Python literal
 _INJECTABLE = (str, int, float, bool, type(None), list, tuple, dict)
@@ -70,6 +81,11 @@ def validate_run(run: Run) -> tuple[Path, dict[str, Any]]:
     """
     path = find_notebook(run.notebook)
     stem = path.stem
+    check_run_id(run.run_id, what=f"{stem}: run id")
+    for name, instead in RUNNER_SETS.items():
+        if name in run.parameters:
+            raise ParameterError(f"{stem}: parameter {name} is set by the runner, not by a run's "
+                                 f"parameters; give {instead}")
     declared = notebook_parameters(path)
     if not declared and not _has_parameters_cell(path):
         raise ParameterError(
@@ -93,6 +109,9 @@ def validate_run(run: Run) -> tuple[Path, dict[str, Any]]:
     for name, value in run.parameters.items():
         if name in checks:
             checks[name].validate(name, value)
+    if spec and (together := notebook_check(stem)) is not None:
+        merged = {name: p.default for name, p in declared.items()} | dict(run.parameters)
+        together({name: checks[name].validate(name, v) for name, v in merged.items() if name in spec})
     return path, {name: p.default for name, p in declared.items()}
 
 

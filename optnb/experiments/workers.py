@@ -53,6 +53,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child process (``subprocess``) that must not outlive this one: Linux
+    sends it SIGTERM when its parent dies (``PR_SET_PDEATHSIG`` survives ``exec``), e.g. the
+    ``torchrun`` job of ``optnb reproduce --torchrun`` after a ``kill -9`` of the reproduction."""
+    _die_with_parent(os.getppid())
+
+
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     if _busy:
         raise KeyboardInterrupt

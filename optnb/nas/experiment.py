@@ -12,11 +12,11 @@ import torch
 
 from optnb import data
 from optnb.nas import genotypes
-from optnb.nas.errors import NasError
+from optnb.nas.errors import GenotypeError, NasError
 from optnb.nas.evaluate import EvalConfig, EvalResult, full_size_parameters, tensor_loaders
 from optnb.nas.params import SEARCH_IMAGE_SIZE, TRANSFER_IMAGE_SIZE
 from optnb.nas.search import SearchResult
-from optnb.paths import run_dir
+from optnb.paths import check_run_id, run_dir
 
 
 def _image_size(dataset: str, size: int | None) -> int | None:
@@ -53,12 +53,25 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
 
 
 def genotype_of_run(run_id: str, results_dir: str | Path | None = None) -> genotypes.Genotype:
-    """The genotype a finished ``08_nas_search`` run wrote (``genotype.json``)."""
+    """The genotype a finished ``08_nas_search`` run wrote (``genotype.json``).
+
+    ``run_id`` must be a run id (``optnb.paths.check_run_id``: a plain folder name), so nothing
+    outside ``<results>/runs/`` is ever read; anything else is a one-line ``RunIdError``."""
+    check_run_id(run_id, what="SEARCH_RUN")
     path = run_dir(run_id, results_dir, create=False) / "genotype.json"
     if not path.is_file():
         raise NasError(f"search run {run_id!r} has no genotype at {path}; run 08_nas_search "
                        "first or pass GENOTYPE")
-    return genotypes.from_json(json.loads(path.read_text()))
+    with path.open("rb") as fh:  # never more than a genotype may hold
+        raw = fh.read(genotypes.MAX_TEXT_CHARS + 1)
+    if len(raw) > genotypes.MAX_TEXT_CHARS:
+        raise GenotypeError(f"{path} holds more than {genotypes.MAX_TEXT_CHARS} characters, the limit "
+                            "of a genotype; it is not a genotype this suite wrote")
+    try:
+        return genotypes.from_json(json.loads(raw))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GenotypeError(f"{path} is not a genotype JSON file ({type(err).__name__}); run the "
+                            "search again or pass GENOTYPE") from None
 
 
 def resolve_genotype(spec: str, search_run: str = "",

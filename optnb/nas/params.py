@@ -26,6 +26,7 @@ from optnb.nas.derive import RULES
 from optnb.nas.evaluate import EvalConfig
 from optnb.nas.search import SearchConfig
 from optnb.nas.spaces import INITS, SPACES
+from optnb.paths import RUN_ID_RULE, is_run_id
 from optnb.specs import choice, integer, number, text
 
 _DERIVE = ("auto", *sorted({r for rules in RULES.values() for r in rules}))
@@ -42,7 +43,8 @@ NB08 = {
 NB09 = {
     "TASK": choice("cifar10", "imagenet", help="cifar10: Table 4 row; imagenet: Table 5 transfer"),
     "GENOTYPE": text(help="a published name (DARTS_V2, ...), JSON or Genotype(...) text"),
-    "SEARCH_RUN": text(help="run id of an 08_nas_search run whose genotype is evaluated"),
+    "SEARCH_RUN": text(help="run id of an 08_nas_search run whose genotype is evaluated",
+                       check=lambda v: v == "" or is_run_id(v), rule=f"'' or {RUN_ID_RULE}"),
     "EPOCHS": integer(0, 2000, help="0: the profile's default (paper: 600 / 250)"),
 }
 

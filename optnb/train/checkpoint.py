@@ -30,7 +30,6 @@ import os
 import random
 import re
 import struct
-import tempfile
 import zipfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from optnb.atomic import replacing
 
 FORMAT = "optnb.checkpoint/2"
 #: formats of older optnb versions, written without a checksum: named in the refusal
@@ -172,17 +173,8 @@ def save_atomic(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     be checksummed raises ``TypeError`` before anything is written."""
     path = Path(path)
     content = {**state, CHECKSUM_KEY: checksum(state)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(content, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, "wb") as fh:
+        torch.save(content, fh)
     return path
 
 
