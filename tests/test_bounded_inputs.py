@@ -345,7 +345,7 @@ def test_reproduce_refuses_an_oversized_plan_with_exit_2(tmp_path, chars, messag
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"{" + b" " * 70_000 + b"}", "holds more than 65536 characters"),
+    (b"{" + b" " * (16 * 65_536) + b"}", "holds more than 1048576 bytes"),
     (b"\xff\xfe not json", "is not a genotype JSON file"),
 ])
 def test_a_search_runs_genotype_file_is_read_within_the_limit(tmp_path, content, message):

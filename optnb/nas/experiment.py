@@ -52,6 +52,11 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
     return (*loaders, data.NUM_CLASSES[cfg.dataset])
 
 
+#: the most a ``genotype.json`` is read of: 16 x the genotype text limit leaves room for any
+#: formatting, and the genotype's own limits (``optnb.nas.genotypes``) apply after parsing
+GENOTYPE_FILE_BYTES = 16 * genotypes.MAX_TEXT_CHARS
+
+
 def genotype_of_run(run_id: str, results_dir: str | Path | None = None) -> genotypes.Genotype:
     """The genotype a finished ``08_nas_search`` run wrote (``genotype.json``).
 
@@ -62,11 +67,11 @@ def genotype_of_run(run_id: str, results_dir: str | Path | None = None) -> genot
     if not path.is_file():
         raise NasError(f"search run {run_id!r} has no genotype at {path}; run 08_nas_search "
                        "first or pass GENOTYPE")
-    with path.open("rb") as fh:  # never more than a genotype may hold
-        raw = fh.read(genotypes.MAX_TEXT_CHARS + 1)
-    if len(raw) > genotypes.MAX_TEXT_CHARS:
-        raise GenotypeError(f"{path} holds more than {genotypes.MAX_TEXT_CHARS} characters, the limit "
-                            "of a genotype; it is not a genotype this suite wrote")
+    with path.open("rb") as fh:  # a bounded read: the genotype's own limits are checked after it
+        raw = fh.read(GENOTYPE_FILE_BYTES + 1)
+    if len(raw) > GENOTYPE_FILE_BYTES:
+        raise GenotypeError(f"{path} holds more than {GENOTYPE_FILE_BYTES} bytes, far more than any "
+                            "genotype; it is not a genotype this suite wrote")
     try:
         return genotypes.from_json(json.loads(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
