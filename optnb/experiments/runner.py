@@ -297,6 +297,43 @@ def _worker_failure(run: Run, future: Future) -> RunResult | None:
                      "\n".join([f"runner worker failed: {type(err).__name__}: {err}", *remote]), 0.0)
 
 
+class _Queue:
+    """The runs of one ``run_many`` still to do: queued, waiting for a folder another process
+    holds (tried again every ``poll_s`` seconds, other runs first), or running in the pool."""
+
+    def __init__(self, runs: list[Run], todo: Iterable[int], poll_s: float, log: LogFn | bool | None) -> None:
+        self.runs, self.poll_s, self.log = runs, poll_s, log
+        self.queued = deque(todo)
+        self.waiting: dict[int, float] = {}  # run index -> when to try it again
+        self.reminded: dict[int, float] = {}  # run index -> when the log last said it waits
+        self.running: dict[Future, int] = {}
+        self.done: dict[int, RunResult] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.queued or self.running or self.waiting)
+
+    def requeue_due(self) -> None:
+        now = time.monotonic()
+        for i in sorted(i for i, due in self.waiting.items() if due <= now):
+            del self.waiting[i]
+            self.queued.append(i)
+
+    def settle(self, i: int, result: RunResult) -> None:
+        """A finished run is done; a busy one (its folder held elsewhere) waits."""
+        if not result.busy:
+            self.done[i] = result
+            _emit(self.log, result.summary())
+            return
+        now = time.monotonic()
+        if now - self.reminded.get(i, -REMIND_S) >= REMIND_S:
+            _emit(self.log, f"wait {self.runs[i].run_id}: in use by {result.busy}; the other runs go first")
+            self.reminded[i] = now
+        self.waiting[i] = now + self.poll_s
+
+    def next_retry_s(self) -> float | None:
+        return max(0.0, min(self.waiting.values()) - time.monotonic()) if self.waiting else None
+
+
 def run_many(
     runs: Iterable[Run],
     jobs: int = 1,
@@ -323,58 +360,40 @@ def run_many(
         raise ParameterError(f"jobs must be >= 1, got {jobs}")
     base = ensure_dir(default_results_dir(results_dir))
     paths = [find_notebook(r.notebook) for r in runs]
-    done: dict[int, RunResult] = {}
-    if skip_complete:  # decided here, so complete runs start no process at all
-        for i, run in enumerate(runs):
-            if (skipped := _skipped(run, base)) is not None:
-                done[i] = skipped
-                _emit(log, skipped.summary())
-    queued = deque(i for i in range(len(runs)) if i not in done)
+    skipped = {i: s for i, run in enumerate(runs)
+               if skip_complete and (s := _skipped(run, base)) is not None}  # they start no process
+    for result in skipped.values():
+        _emit(log, result.summary())
+    queue = _Queue(runs, (i for i in range(len(runs)) if i not in skipped), poll_s, log)
+    queue.done.update(skipped)
     # resolved before anything runs, so that a bad $OPTNB_PROFILE stops nothing half-way
-    timeouts = {i: timeout if timeout is not None else default_cell_timeout(runs[i].parameters) for i in queued}
-    waiting: dict[int, float] = {}  # run index -> when to try it again
-    reminded: dict[int, float] = {}  # run index -> when the log last said it waits
-    running: dict[Future, int] = {}
-
-    def settle(i: int, result: RunResult) -> None:
-        if not result.busy:
-            done[i] = result
-            _emit(log, result.summary())
-            return
-        now = time.monotonic()
-        if now - reminded.get(i, -REMIND_S) >= REMIND_S:
-            _emit(log, f"wait {runs[i].run_id}: in use by {result.busy}; the other runs go first")
-            reminded[i] = now
-        waiting[i] = now + poll_s
-
-    pool = WorkerPool(min(jobs, len(queued)), log_path=base / WORKER_LOG) if jobs > 1 and len(queued) > 1 else None
+    timeouts = {i: timeout if timeout is not None else default_cell_timeout(runs[i].parameters)
+                for i in queue.queued}
+    parallel = jobs > 1 and len(queue.queued) > 1
+    pool = WorkerPool(min(jobs, len(queue.queued)), log_path=base / WORKER_LOG) if parallel else None
     slots = jobs if pool is not None else 1
     try:
-        while queued or running or waiting:
-            now = time.monotonic()
-            for i in sorted(i for i, due in waiting.items() if due <= now):
-                del waiting[i]
-                queued.append(i)
+        while queue:
+            queue.requeue_due()
             # at most `jobs` runs handed to the pool, so a cancelled run was never handed over
-            while queued and len(running) < slots:
-                i = queued.popleft()
+            while queue.queued and len(queue.running) < slots:
+                i = queue.queued.popleft()
                 folder = run_dir(runs[i].run_id, base, create=False)
                 if (owner := ownership.holder(folder)) is not None:  # no worker for a busy run
-                    settle(i, RunResult(runs[i], False, None, None, None, 0.0, busy=owner.describe()))
+                    queue.settle(i, RunResult(runs[i], False, None, None, None, 0.0, busy=owner.describe()))
                 elif pool is None:
-                    settle(i, _execute(runs[i], paths[i], base, timeouts[i], log, False, skip_complete))
+                    queue.settle(i, _execute(runs[i], paths[i], base, timeouts[i], log, False, skip_complete))
                 else:
                     _emit(log, f"run  {runs[i].run_id}: {paths[i].name}")
                     future = pool.submit(_execute, runs[i], paths[i], base, timeouts[i], None, False, skip_complete)
-                    running[future] = i
-            if running:
-                until = max(0.0, min(waiting.values()) - time.monotonic()) if waiting else None
-                finished, _ = wait(running, timeout=until, return_when=FIRST_COMPLETED)
+                    queue.running[future] = i
+            if queue.running:
+                finished, _ = wait(queue.running, timeout=queue.next_retry_s(), return_when=FIRST_COMPLETED)
                 for future in finished:
-                    i = running.pop(future)
-                    settle(i, _worker_failure(runs[i], future) or future.result())
-            elif waiting and not queued:
-                time.sleep(max(0.0, min(waiting.values()) - time.monotonic()))
+                    i = queue.running.pop(future)
+                    queue.settle(i, _worker_failure(runs[i], future) or future.result())
+            elif queue.waiting and not queue.queued:
+                time.sleep(queue.next_retry_s() or 0.0)
     except KeyboardInterrupt:
         if pool is not None:
             _emit(log, f"interrupted: cancelling queued runs and stopping running ones (log: {base / WORKER_LOG})")
@@ -383,7 +402,7 @@ def run_many(
     finally:
         if pool is not None:
             pool.close()
-    return [done[i] for i in range(len(runs))]
+    return [queue.done[i] for i in range(len(runs))]
 
 
 def report(run_results: Iterable[RunResult]) -> str:
