@@ -195,11 +195,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     if identity is None:
         _verify(state, path)
         return state
-    _check_format(state, path)
     damage = _damage(state)
     if not isinstance(state.get("identity"), Mapping):
+        _check_format(state, path)
         check_content(state, path, names, note=damage)
-    check_identity(state, identity, path, note=damage)
+    check_identity(state, identity, path, note=damage)  # the format first, then the identity
     if damage:
         raise CheckpointCorruptError(f"checkpoint {path} {damage}; {REMEDY}")
     check_content(state, path, names)
