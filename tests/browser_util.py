@@ -46,7 +46,10 @@ CHROMIUM_ARGS = [
 #: kernel without the "Select Kernel" dialog (JupyterLab 4.6 asks by default)
 LAB_OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
-    "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
+    # windowingMode "none" attaches and lays out every cell: under 4.6's default
+    # ("contentVisibility") an off-screen widget's innerText is '', which made reads flaky
+    "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True,
+                                               "windowingMode": "none"},
 }
 #: environment variables the server must not inherit: the first two turn live widgets off, and
 #: MPLBACKEND=Agg would keep ipykernel from using its inline backend (no figures at all)

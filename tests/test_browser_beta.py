@@ -43,7 +43,8 @@ def test_beta_slider_redraws_the_momentum_plot(tmp_path):
             page.wait_for_function(
                 "sel => (document.querySelector(sel)?.textContent || '').trim() !== ''",
                 arg=READOUT, timeout=30_000)
-            value_before, image_before = readout.inner_text(), plot.get_attribute("src")
+            # textContent, as the wait above: it does not depend on the cell being laid out
+            value_before, image_before = readout.text_content().strip(), plot.get_attribute("src")
             assert value_before == "0.81"  # HB beta, the notebook's BETA default
 
             page.locator(".widget-hslider .noUi-handle").first.focus()
@@ -58,7 +59,7 @@ def test_beta_slider_redraws_the_momentum_plot(tmp_path):
                 arg=[READOUT, PLOT, image_before],
                 timeout=60_000,
             )
-            assert readout.inner_text() == "0.82"
+            assert readout.text_content().strip() == "0.82"
             assert plot.get_attribute("src") != image_before
         browser.close()
     assert not errors, errors
