@@ -1,4 +1,5 @@
-"""The model zoo: CIFAR ResNet/HBNet (eq. (10)), DenseNet/AGDNet (eq. (12)), ImageNet variants.
+"""The model zoo: CIFAR ResNet/HBNet (eq. (10)), DenseNet/AGDNet (eq. (12)), ADMMNet (eq. (13),
+beyond the paper), ImageNet variants.
 
 ``build(name, **options)`` and ``names()`` are the entry points; ``size_table`` measures
 parameters and multiply-accumulates beside the paper's Tables 1-2 (convention in

@@ -16,6 +16,13 @@ final BN-ReLU-pool-FC head (the input of a transition is ``y_m``, the block outp
 
 ``coefficients="ones"`` sets every ``c_{k,j} = 1``: AGDNet is then DenseNet exactly (the special
 case of Section 10), and it loads DenseNet's weights as they are.
+
+What the paper does not say: with fixed coefficients, AGDNet computes exactly what a DenseNet
+computes whose consumer BatchNorms have gamma and beta multiplied by ``c`` (the product is all
+``ScaledBatchNorm2d`` does; ``optnb.models.special_cases.densenet_twin`` builds that DenseNet).
+The two families express the same functions; the coefficients change the initialisation
+(effective gamma = ``c``, which ``CifarDenseNet(norm_init="agd")`` gives a DenseNet) and the
+training dynamics (the gradient of the stored gamma is ``c`` times that of the effective one).
 """
 
 from __future__ import annotations
@@ -29,21 +36,26 @@ from torch import Tensor, nn
 
 from optnb.models.errors import ModelOptionError, check_choice, check_finite
 from optnb.models.init import init_weights
-from optnb.models.scaled_norm import ScaledBatchNorm2d
+from optnb.models.scaled_norm import ScaledBatchNorm2d, chunk_scale
 from optnb.theory.algorithms import cumulative_coefficients
 
 __all__ = [
     "AGD_COEFFICIENTS",
+    "NORM_INITS",
     "CifarAGDNet",
     "CifarDenseNet",
     "DenseLayer",
     "Transition",
     "agd_coefficients",
+    "coefficient_table",
     "install_agd_coefficients",
     "layers_per_block",
 ]
 
 AGD_COEFFICIENTS = ("agd", "ones")
+#: how a DenseNet initialises the gamma of the BatchNorms that read a block's concatenation:
+#: 1 everywhere (Huang et al.), or ``c_{k,j}`` on chunk ``j``, AGDNet's effective initialisation
+NORM_INITS = ("standard", "agd")
 
 
 def layers_per_block(depth: int) -> int:
@@ -69,6 +81,14 @@ def agd_coefficients(num_layers: int, beta: float | None = None) -> np.ndarray:
             f"expected {(num_layers + 1, num_layers)}"
         )
     return table
+
+
+def coefficient_table(num_layers: int, coefficients: str = "agd",
+                      beta: float | None = None) -> np.ndarray:
+    """:func:`agd_coefficients` for ``"agd"``, all ones (DenseNet) for ``"ones"``."""
+    if coefficients == "agd":
+        return agd_coefficients(num_layers, beta)
+    return np.ones((num_layers + 1, max(num_layers, 1)))
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
@@ -112,6 +132,8 @@ class CifarDenseNet(nn.Module):
     blocks of ``m = (depth - 4) / 3`` layers with growth ``k``, two transitions, BN-ReLU-pool-FC.
 
     ``dropout`` (0.2 in the recipe without augmentation) follows each conv but the first.
+    ``norm_init="agd"`` starts the consumer BatchNorms at AGDNet's effective gamma (``c_{k,j}`` on
+    chunk ``j``, theta schedule): AGDNet's initialisation with DenseNet's training dynamics.
     """
 
     def __init__(
@@ -122,9 +144,11 @@ class CifarDenseNet(nn.Module):
         dropout: float = 0.0,
         init_channels: int = 16,
         in_channels: int = 3,
+        norm_init: str = "standard",
     ) -> None:
         super().__init__()
         m = layers_per_block(depth)
+        check_choice("norm_init", norm_init, NORM_INITS)
         for name, value in (("growth_rate", growth_rate), ("num_classes", num_classes),
                             ("init_channels", init_channels), ("in_channels", in_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -146,6 +170,18 @@ class CifarDenseNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         init_weights(self)
+        self.norm_init = norm_init
+        if norm_init == "agd":
+            self._start_at_agd_gamma()
+
+    def _start_at_agd_gamma(self) -> None:
+        table = coefficient_table(self.layers_per_block)
+        for b in range(3):
+            for k, consumer in enumerate(self.consumers(b)):
+                if k:  # layer 0 reads y_0 alone
+                    chunks = [self.block_inputs[b]] + [self.growth_rate] * k
+                    with torch.no_grad():
+                        consumer.norm.weight.copy_(chunk_scale(chunks, table[k, :k].tolist()))
 
     def dense_blocks(self) -> Iterator[nn.ModuleList]:
         yield from (self.block1, self.block2, self.block3)
@@ -184,7 +220,7 @@ def install_agd_coefficients(
     """
     m = len(consumers) - 1
     names = [norm_attr] * len(consumers) if isinstance(norm_attr, str) else list(norm_attr)
-    table = agd_coefficients(m, beta) if coefficients == "agd" else np.ones((m + 1, max(m, 1)))
+    table = coefficient_table(m, coefficients, beta)
     added = 0
     for k, (module, name) in enumerate(zip(consumers, names)):
         if k == 0:

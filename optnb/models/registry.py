@@ -2,15 +2,18 @@
 
 Named models (Tables 1-2 plus a few small depths for smoke runs):
 
-* CIFAR (32x32): ``resnet{8,14,20,32,44,56,110}`` and ``hbnet...`` (depth = 6n + 2; Table 1 uses
-  56 and 110), ``densenet{10,22,40,52,100}`` and ``agdnet...`` (k = 12, depth = 3m + 4; Table 1
-  uses 40 and 52). Any other depth: the family names ``resnet``, ``hbnet``, ``densenet``,
+* CIFAR (32x32): ``resnet{8,14,20,32,44,56,110}``, ``hbnet...`` (eq. (10)) and ``admmnet...``
+  (eq. (13), baseline the ResNet of the same depth) (depth = 6n + 2; Table 1 uses 56 and 110),
+  ``densenet{10,22,40,52,100}`` and ``agdnet...`` (k = 12, depth = 3m + 4; Table 1 uses 40 and
+  52). Any other depth: the family names ``resnet``, ``hbnet``, ``admmnet``, ``densenet``,
   ``agdnet`` with ``depth=`` (e.g. ``build("hbnet", depth=26)``); these always mean CIFAR.
 * ImageNet (224x224): ``resnet34/50/101``, ``hbnet34/50/101``, ``densenet121``, ``agdnet121``.
 
 Options are the keyword arguments of the builders (for example ``beta``, ``hb_boundary``,
-``learnable_beta`` for HBNet; ``coefficients``, ``learnable_coefficients``, ``dropout`` for AGDNet;
-``num_classes`` everywhere); an option the model does not take is an error naming the valid ones.
+``learnable_beta`` for HBNet, and for CIFAR HBNet also ``momentum``, ``beta_schedule``,
+``reversible``; ``readout`` for ADMMNet; ``coefficients``,
+``learnable_coefficients``, ``dropout`` for AGDNet; ``num_classes`` everywhere); an option the
+model does not take is an error naming the valid ones.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from optnb.models import imagenet
+from optnb.models.cifar_admmnet import CifarADMMNet
 from optnb.models.cifar_densenet import CifarAGDNet, CifarDenseNet
 from optnb.models.cifar_resnet import CifarHBNet, CifarResNet
 from optnb.models.errors import ModelOptionError, UnknownModelError
@@ -73,12 +77,16 @@ def _make_registry() -> Mapping[str, ModelSpec]:
                             None, f"CIFAR ResNet-{depth} (n={n}, option-A shortcuts)"))
         _add(reg, ModelSpec(f"hbnet{depth}", "cifar", "hbnet", CifarHBNet, {"depth": depth},
                             f"resnet{depth}", f"CIFAR HBNet-{depth} (n={n}), eq. (10)"))
+        _add(reg, ModelSpec(f"admmnet{depth}", "cifar", "admmnet", CifarADMMNet,
+                            {"depth": depth}, f"resnet{depth}",
+                            f"CIFAR ADMMNet-{depth} (n={n}), eq. (13)"))
     for depth in (10, 22, 40, 52, 100):
         _add(reg, ModelSpec(f"densenet{depth}", "cifar", "densenet", CifarDenseNet,
                             {"depth": depth}, None, f"CIFAR DenseNet (L={depth}, k=12)"))
         _add(reg, ModelSpec(f"agdnet{depth}", "cifar", "agdnet", CifarAGDNet, {"depth": depth},
                             f"densenet{depth}", f"CIFAR AGDNet (L={depth}, k=12), eq. (12)"))
     generic = (("resnet", CifarResNet, None), ("hbnet", CifarHBNet, "resnet"),
+               ("admmnet", CifarADMMNet, "resnet"),
                ("densenet", CifarDenseNet, None), ("agdnet", CifarAGDNet, "densenet"))
     for family, cls, base in generic:
         _add(reg, ModelSpec(family, "cifar", family, cls, {}, base,

@@ -20,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ScaledBatchNorm2d"]
+__all__ = ["ScaledBatchNorm2d", "chunk_scale"]
+
+
+def chunk_scale(chunks: Sequence[int], coefficients: Sequence[float]) -> Tensor:
+    """The per-channel multiplier of a concatenation: 1 on chunk 0, ``coefficients[j - 1]`` on
+    chunk ``j >= 1`` (``sum(chunks)`` values, float32)."""
+    scale = [1.0] * chunks[0]
+    for size, c in zip(chunks[1:], coefficients):
+        scale += [float(c)] * size
+    return torch.tensor(scale)
 
 
 class ScaledBatchNorm2d(nn.BatchNorm2d):
@@ -55,10 +64,7 @@ class ScaledBatchNorm2d(nn.BatchNorm2d):
             self.register_buffer("_ones", torch.ones(chunks[0]), persistent=False)
         else:
             self.register_buffer("coefficients", coeffs, persistent=False)
-            scale = [1.0] * chunks[0]
-            for size, c in zip(chunks[1:], coefficients):
-                scale += [float(c)] * size
-            self.register_buffer("scale", torch.tensor(scale), persistent=False)
+            self.register_buffer("scale", chunk_scale(chunks, coefficients), persistent=False)
 
     @property
     def learnable(self) -> bool:

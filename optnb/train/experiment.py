@@ -128,7 +128,7 @@ def plan_row(model: str, dataset: str, augment: bool = True, profile: str = "smo
 
 
 def tiny_model(model: str) -> str:
-    """A shallow CIFAR model of ``model``'s family for smoke runs: resnet20/hbnet20 or
+    """A shallow CIFAR model of ``model``'s family for smoke runs: resnet20/hbnet20/admmnet20 or
     densenet10/agdnet10 (2 layers per block); ImageNet models are kept.
 
     Depth 20 (n = 3) is the shallowest ResNet whose HBNet carries momentum in every stage: with the
@@ -138,7 +138,7 @@ def tiny_model(model: str) -> str:
     if is_imagenet_model(model):
         return model
     family = models.spec(model).family
-    return f"{family}{20 if family in ('resnet', 'hbnet') else 10}"
+    return f"{family}{20 if family in recipes.RESNET_FAMILIES else 10}"
 
 
 def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = None,

@@ -119,13 +119,17 @@ def get(name: str) -> Recipe:
     return RECIPES[base].variant(variant) if variant else RECIPES[base]
 
 
+#: the CIFAR families on the ResNet skeleton (the others are on DenseNet's)
+RESNET_FAMILIES = ("resnet", "hbnet", "admmnet")
+
+
 def for_model(model: str, dataset: str) -> Recipe:
     """The paper's recipe for a Table 1/2 row: ImageNet rows use ``imagenet``, CIFAR rows the
     DenseNet recipe (named ``resnet_cifar`` for ResNet/HBNet, the same numbers)."""
     if dataset in IMAGENET_DATASETS:
         return RECIPES["imagenet"]
     family = model.lower()
-    return RECIPES["resnet_cifar" if family.startswith(("resnet", "hbnet")) else "densenet_cifar"]
+    return RECIPES["resnet_cifar" if family.startswith(RESNET_FAMILIES) else "densenet_cifar"]
 
 
 # ---------------------------------------------------------------------------------------------
