@@ -1,11 +1,14 @@
 """``optnb bench``: side-by-side training throughput (``--suite models``, the default: each
 baseline/variant pair and the engine against a DataLoader loop) or the NAS search step
-(``--suite nas``: naive against optimised, ``--order 1`` or ``2``). Ratios measured in one run,
+(``--suite nas``: naive against optimised, ``--order 1`` or ``2``) or the activation memory of the
+reversible HBNet stage (``--suite memory``: saved bytes, step peak and time of HBNet with the
+momentum outside, ordinary against reversible, n = 9 ... 144 blocks per stage, up to 36 with
+``--quick``, plus the reversible gradients' error per beta and depth). Ratios measured in one run,
 never absolute gates. ``--suite nas --epoch`` times one whole search epoch instead (the paper's
 size on CUDA) and extrapolates it to the 50-epoch search in GPU-days.
 
-Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``
-and ``nas-epoch-latest.json`` under ``--out`` (default ``results/bench``).
+Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``,
+``nas-epoch-latest.json`` and ``memory-latest.json`` under ``--out`` (default ``results/bench``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import argparse
 import json
 from pathlib import Path
 
+from optnb.atomic import write_text
 from optnb.cli.common import SEED_MAX, CliError, bounded
 from optnb.paths import ensure_dir, results_dir
 
 NAME = "bench"
-HELP = "benchmarks: model pairs and the engine (models) or the NAS search step (nas)"
-SUITES = ("models", "nas")
+HELP = ("benchmarks: model pairs and the engine (models), the NAS search step (nas) or the "
+        "reversible HBNet's memory (memory)")
+SUITES = ("models", "nas", "memory")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,13 +67,20 @@ def run(args: argparse.Namespace) -> int:
     # deferred: torch and the models load only when a command needs them (a fast `optnb list`)
     from optnb import models
     from optnb.nas import bench as nas_bench
-    from optnb.train import bench
+    from optnb.train import bench, memory
 
     # checked before minutes of timing: one line if the folder cannot be written
     out = ensure_dir(Path(args.out) if args.out else results_dir() / "bench", what="bench output folder",
                      options="--out")
     if args.epoch and args.suite != "nas":
         raise CliError("--epoch times a NAS search epoch: use it with --suite nas")
+    if args.suite == "memory":
+        report = memory.run(args.device, args.quick, args.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "memory-latest.json", json.dumps(report, indent=1) + "\n")
+        print(memory.error_markdown(report))
+        print(f"wrote {out / 'memory-latest.json'}")
+        return 0
     if args.suite == "nas":
         if args.epoch:
             report = nas_bench.search_epoch(args.device, images=args.epoch_images, order=args.order,
@@ -78,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             report = nas_bench.run(args.device, order=args.order, seed=args.seed)
             name = "nas-latest.json" if args.order == 1 else f"nas-order{args.order}-latest.json"
         out.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(json.dumps(report, indent=1) + "\n")
+        write_text(out / name, json.dumps(report, indent=1) + "\n")
         print(f"wrote {out / name}")
         return 0
     pairs = parse_pairs(args.pair, models.names()) or bench.PAIRS
