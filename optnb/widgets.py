@@ -1,4 +1,5 @@
-"""Interactive explorers for the theory notebooks: momentum (beta) and activation/cost.
+"""Interactive explorers: momentum (beta) and activation/cost (theory notebooks), and the
+reversible HBNet's gradient error against depth (notebook 10).
 
 Each explorer is built by a function that returns the widget; nothing is displayed at import.
 The widget is ``interactive_output`` over controls with ``continuous_update=False`` (a redraw
@@ -10,6 +11,7 @@ parameter defaults, so a headless run records the same numbers without anyone mo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +23,7 @@ from optnb.theory import plots, rates
 from optnb.theory.activations import activation_names, cost_constants, get_activation
 from optnb.theory.equivalence import Lemma1Cost, gd_equivalence, propagate_plain
 from optnb.theory.spd import spd_2d
+from optnb.train import memory
 
 __all__ = [
     "Explorer",
@@ -30,6 +33,9 @@ __all__ = [
     "beta_view",
     "draw_activation_view",
     "draw_beta_view",
+    "draw_reversible_view",
+    "reversible_explorer",
+    "reversible_view",
 ]
 
 
@@ -122,6 +128,39 @@ def draw_activation_view(view: dict[str, Any]) -> Any:
     return fig
 
 
+def reversible_view(beta: float, blocks: Sequence[int] = (4, 8, 16), width: int = 4,
+                    image: int = 8, batch: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Reversible against ordinary HBNet gradients (momentum outside, eq. (10)) at ``beta``, per
+    depth, in float64 and float32 (:func:`optnb.train.memory.gradient_error` on a small net).
+
+    The reversible net recovers ``z_{k-1}`` by dividing by ``beta`` once per block, so round-off
+    can grow like ``(1 / beta)^depth``: small betas and deep stages are where float32 fails.
+    """
+    if not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must be in (0, 1) for the reversible net, got {beta}")
+    builder = functools.partial(memory.hbnet_outside, width=width)
+    rows = memory.gradient_error(builder, blocks, (float(beta),), batch=batch, image=image,
+                                 seed=seed)
+    return {"beta": float(beta), "rows": rows, "usable_rel_err": memory.USABLE_REL_ERR}
+
+
+def draw_reversible_view(view: dict[str, Any]) -> Any:
+    """Relative gradient error against depth, one line per dtype, and the usable threshold."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for dtype in sorted({r["dtype"] for r in view["rows"]}):
+        rows = [r for r in view["rows"] if r["dtype"] == dtype]
+        ax.semilogy([r["depth"] for r in rows], [max(r["rel_err"], 1e-17) for r in rows], "o-",
+                    label=dtype)
+    ax.axhline(view["usable_rel_err"], color="grey", ls="--", lw=1, label="usable below")
+    ax.set(xlabel="depth 6n + 2", ylabel="relative gradient error",
+           title=f"reversible vs ordinary HBNet, beta = {view['beta']:.2f}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # widgets
 # --------------------------------------------------------------------------------------------
@@ -207,3 +246,16 @@ def activation_explorer(activation: str = "tanh", lam1: float = 0.3, lam2: float
     return Explorer(controls, activation_view,
                              draw_activation_view if draw else None,
                              "Cost explorer: the network (7) is GD on F(z) = f(Uz)")
+
+
+def reversible_explorer(beta: float = 0.5, blocks: Sequence[int] = (4, 8, 16),
+                        draw: bool = True) -> Any:
+    """A beta slider; redraws :func:`draw_reversible_view` (a second or two per redraw on a CPU)."""
+    style = {"description_width": "initial"}
+    controls = {
+        "beta": widgets.FloatSlider(value=beta, min=0.05, max=0.95, step=0.05,
+                                    description="HB beta", continuous_update=False, style=style),
+        "blocks": widgets.fixed(tuple(blocks)),
+    }
+    return Explorer(controls, reversible_view, draw_reversible_view if draw else None,
+                    "Reversible HBNet: where does reconstructing z_{k-1} stop being exact?")

@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"base"},
     "train": {"base", "theory", "models", "data"},
     "nas": {"base", "theory", "models", "data", "train"},
-    "widgets": {"base", "theory"},
+    "widgets": {"base", "theory", "models", "data", "train"},
     "experiments": {"base", "theory", "models", "data", "train", "nas", "widgets"},
     "cli": {"base", "theory", "models", "data", "train", "nas", "widgets", "experiments"},
     "top": {"cli"},

@@ -1,4 +1,4 @@
-"""The training and NAS notebooks (06-09) run headless in the smoke profile through the runner.
+"""The training, NAS and beyond-the-paper notebooks (06-10) run headless in the smoke profile through the runner.
 
 Each run goes through ``optnb.experiments.runner`` exactly as ``optnb reproduce`` would (papermill,
 kernel ``python3``, ``LIVE="display"``), two at a time, and must record its table values: finite
@@ -22,6 +22,7 @@ RUNS = [
     Run("07_train_imagenet", {"PROFILE": "smoke", "MODEL": "hbnet34", "SEED": 0}),
     Run("08_nas_search", {"PROFILE": "smoke", "SPACE": "hb", "INIT": "hb", "SEED": 0}),
     Run("09_nas_evaluate", {"PROFILE": "smoke", "GENOTYPE": "DARTS_V2", "SEED": 0}),
+    Run("10_beyond_the_paper_design", {"PROFILE": "smoke", "SEED": 0}),
 ]
 
 
@@ -74,3 +75,19 @@ def test_09_records_a_table4_row(executed):
     values = _values(executed["09_nas_evaluate"])
     assert 0.0 <= values["test_error"] <= 100.0
     assert values["params_m"] == pytest.approx(3.349342, abs=1e-6)  # DARTS_V2 at C=36, 20 cells
+
+
+def test_10_records_the_beyond_the_paper_checks_and_study(executed):
+    values = _values(executed["10_beyond_the_paper_design"])
+    assert values["admm_step_deviation"] < 1e-12 and values["admmnet_params_equal_resnet"] is True
+    assert 1.9 < values["admmnet56_mac_ratio"] < 2.0
+    assert values["agdnet_densenet_twin_gap"] == 0.0
+    study = values["separation_test_error"]
+    assert set(study) == {"DenseNet", "DenseNet, AGDNet's init", "AGDNet"}  # sidecar keys sort
+    assert all(0.0 <= e <= 100.0 for e in study.values())
+    def by_depth(name):  # JSON keys are strings and sorted as such
+        return [v for _, v in sorted((int(k), v) for k, v in values[name].items())]
+
+    reversible, ordinary = by_depth("reversible_saved_bytes"), by_depth("ordinary_saved_bytes")
+    assert max(reversible) <= 1.1 * min(reversible) and ordinary == sorted(ordinary)
+    assert ordinary[-1] > 4 * reversible[-1]

@@ -83,3 +83,21 @@ def test_callback_errors_surface_outside_a_kernel():
 def test_unknown_activation_in_explorer():
     with pytest.raises(KeyError, match="valid names"):
         W.activation_explorer(activation="gelu")
+
+
+def test_reversible_explorer_redraws_the_gradient_error_for_the_new_beta():
+    ex = W.reversible_explorer(beta=0.5, blocks=(4, 8), draw=False)
+    assert [c.description for c in _sliders(ex)] == ["HB beta"]
+    assert ex.last["beta"] == 0.5 and {r["depth"] for r in ex.last["rows"]} == {26, 50}
+    ex.controls["beta"].value = 0.2
+    assert len(ex.history) == 2 and ex.last["beta"] == 0.2
+    by = {(r["dtype"], r["depth"]): r["rel_err"] for r in ex.last["rows"]}
+    assert by[("float64", 26)] < 1e-10  # float64 reconstructs a short stage to round-off
+    assert by[("float32", 50)] > by[("float64", 50)]  # float32 loses more at every depth
+    plt.close(W.draw_reversible_view(ex.last))
+
+
+def test_reversible_view_refuses_a_beta_it_cannot_divide_by():
+    for beta in (0.0, 1.0, -0.3):
+        with pytest.raises(ValueError, match=r"beta must be in \(0, 1\)"):
+            W.reversible_view(beta)

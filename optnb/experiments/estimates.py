@@ -10,6 +10,7 @@ minute. No GPU number here was measured yet: replace them with measurements.
 
 from __future__ import annotations
 
+from optnb.experiments import beyond
 from optnb.experiments.targets import NB_CIFAR, NB_EVALUATE, NB_IMAGENET, NB_SEARCH, Target
 
 ESTIMATE_BASIS = {
@@ -22,6 +23,7 @@ _SMOKE_S = {"theory": 45.0, NB_CIFAR: 55.0, NB_IMAGENET: 60.0, NB_SEARCH: 200.0,
 _CIFAR_EPOCH_S = {  # docs/performance.md targets; HB +10 %, AGD +20 %
     "resnet56": 3.0, "hbnet56": 3.3, "resnet110": 6.0, "hbnet110": 6.6,
     "densenet40": 8.0, "agdnet40": 9.6, "densenet52": 12.0, "agdnet52": 14.4,
+    "admmnet56": 6.0,  # two streams through ResNet-56's weights: twice its multiply-adds
 }
 _IMAGENET_H = {  # ~90 epochs, JPEG-decoding-bound on one GPU
     "resnet34": 10.0, "hbnet34": 10.5, "resnet50": 14.0, "hbnet50": 14.5,
@@ -39,7 +41,7 @@ def estimate_run_s(profile: str, notebook: str, target: Target | None) -> float:
         return _SMOKE_S.get(notebook, _SMOKE_S["theory"])
     if target is None:  # theory notebooks do not scale with the profile much
         return 60.0
-    row = target.row
+    row = beyond.variant(target.row).model if target.table == beyond.TABLE.name else target.row
     if notebook == NB_CIFAR:
         seconds = 300 * _CIFAR_EPOCH_S.get(row, 10.0)
     elif notebook == NB_IMAGENET:

@@ -14,6 +14,9 @@ Per profile (the sizes inside each run come from the notebooks' own areas, keyed
 * ``quick`` / ``paper``: every reproducible row of every table with the real datasets and ``N``
   seeds (Table 1: 8 models x 4 columns; Table 2: 8 models; Table 4: 5 searches + evaluations;
   Table 5: the agd transfer and the published DARTS_V2 cell).
+* ``beyond`` (quick and paper only; not from the paper): the variants of
+  ``optnb.experiments.beyond`` and their Table 1 baselines on CIFAR-10+ and CIFAR-100+. The smoke
+  profile covers them in notebook 10 instead.
 
 The inverse map, :func:`target_of`, turns a finished run's sidecar back into its table cell; the
 tables never depend on the plan that produced a run, only on its recorded parameters.
@@ -28,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from optnb.experiments import paper
+from optnb.experiments import beyond, paper
 from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.results import run_id_for
@@ -43,6 +46,7 @@ from optnb.experiments.targets import (
     P_GENOTYPE,
     P_INIT,
     P_MODEL,
+    P_MODEL_OPTIONS,
     P_ORDER,
     P_SEARCH_RUN,
     P_SPACE,
@@ -54,7 +58,7 @@ from optnb.experiments.targets import (
 )
 from optnb.specs import PROFILES
 
-SUITES = ("notebooks", "table1", "table2", "table3", "table4", "table5")
+SUITES = ("notebooks", "table1", "table2", "table3", "table4", "table5", "beyond")
 
 NOTEBOOKS_SUITE = (
     "00_tour",
@@ -63,6 +67,7 @@ NOTEBOOKS_SUITE = (
     "03_activation_cost_functions",
     "04_faster_optimizer_better_network",
     "05_hbnet_agdnet",
+    "10_beyond_the_paper_design",
 )
 SMOKE_ROWS: Mapping[str, tuple[str, ...]] = {
     "table1": ("resnet56", "hbnet56", "densenet40", "agdnet40"),
@@ -276,6 +281,23 @@ class _Builder:
                 for seed in self.plan.seeds:
                     params = {P_MODEL: model, P_DATASET: dataset, P_AUGMENT: augment, "SEED": seed}
                     self._add(NB_CIFAR, params, "table1", Target("table1", model, column))
+
+    def beyond(self) -> None:
+        """Each variant and its Table 1 baseline, on the augmented ("+") columns, N seeds."""
+        if self.profile == "smoke":
+            self.plan.notes.append("the beyond-the-paper rows run with the quick and paper profiles; "
+                                   "at smoke size notebook 10 (suite notebooks) studies them")
+            return
+        for column in beyond.TABLE.column_keys("error"):
+            dataset = self._dataset(column.rstrip("+"))
+            for v in beyond.VARIANTS:
+                for seed in self.plan.seeds:
+                    common = {P_DATASET: dataset, P_AUGMENT: True, "SEED": seed}
+                    options = {P_MODEL_OPTIONS: dict(v.options)} if v.options else {}
+                    self._add(NB_CIFAR, {P_MODEL: v.model, **options, **common}, "beyond",
+                              Target("beyond", v.key, column))
+                    self._add(NB_CIFAR, {P_MODEL: v.baseline, **common}, "beyond",
+                              Target("table1", v.baseline, column))
 
     def table2(self) -> None:
         dataset = self._dataset("imagenet")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from optnb.atomic import write_text
-from optnb.experiments import paper
+from optnb.experiments import beyond, paper
 from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, Line, Report
+from optnb.experiments.targets import table as report_table
 from optnb.nas.operations import PRIMITIVES
 
 
@@ -30,7 +31,7 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 def _num(line: Line, value: float) -> str:
     """Errors with two decimals; search costs (tiny on smoke runs) with three significant digits."""
-    if paper.table(line.table).column(line.column).kind == "cost":
+    if report_table(line.table).column(line.column).kind == "cost":
         return f"{value:.3g}"
     return f"{value:.2f}"
 
@@ -62,7 +63,7 @@ def line_cells(line: Line) -> list[str]:
     status = line.status if not line.verdict or not line.eligible else f"{line.verdict}"
     if line.status != STATUS_ELIGIBLE and line.status != "not run":
         status = f"**{line.status}**"
-    col = paper.table(line.table).column(line.column).label
+    col = report_table(line.table).column(line.column).label
     return [line.label, col, fmt(line.paper), _ours(line), str(line.n) if line.n else "",
             _diff(line.diff), status, line.dataset or "\u2014", line.device or "\u2014",
             line.epochs or "\u2014", line.date or "\u2014"]
@@ -143,6 +144,32 @@ def paper_view_markdown(table_name: str, found_lines: Sequence[Line]) -> str:
     return md_table(header, body) + "\n\n" + PAPER_VIEW_LEGEND
 
 
+BEYOND_HEADER = ("Variant", "Column", "Ours (mean \u00b1 sd)", "n", "Baseline",
+                 "Baseline (same profile, data)", "\u0394 vs baseline", "Status", "Data", "Device",
+                 "Seeds")
+
+
+def beyond_markdown(found_lines: Sequence[Line], baseline_lines: Sequence[Line]) -> str:
+    """The beyond-the-paper variants, each beside its Table 1 baseline measured under the same
+    profile and dataset (``baseline_lines``: Table 1's lines). No paper column, no verdict."""
+    baselines = {(x.row, x.column, x.profile, x.dataset): x for x in baseline_lines if x.n}
+    body = []
+    for line in found_lines:
+        if not line.n:
+            continue
+        variant = beyond.variant(line.row)
+        base = baselines.get((variant.baseline, line.column, line.profile, line.dataset))
+        delta = None if base is None or base.mean is None else line.mean - base.mean
+        status = line.status if line.eligible else f"**{line.status}**"
+        body.append([line.label, report_table(line.table).column(line.column).label, _ours(line),
+                     str(line.n), variant.baseline, _ours(base) if base else "not run",
+                     _diff(delta), status, line.dataset or "\u2014", line.device or "\u2014",
+                     line.seeds or "\u2014"])
+    if not body:
+        return "_No beyond-the-paper run yet (`optnb reproduce --only beyond`, quick or paper)._"
+    return md_table(BEYOND_HEADER, body)
+
+
 def write_csv(path: str | Path, found_lines: Sequence[Line]) -> Path:
     """All comparison lines as CSV (numbers unrounded)."""
     buf = io.StringIO()
@@ -180,11 +207,14 @@ def report_markdown(report: Report, title: str = "Reproduction report", header: 
         f"**{c['not_reproduction']} are NOT reproductions** (smoke profile, embedded data "
         "or a reduced schedule) and only show that the pipeline runs."
     )
-    names = [n for n in ("table1", "table2", "table3", "table4", "table5")
+    names = [n for n in ("table1", "table2", "table3", "table4", "table5", "beyond")
              if n in report.lines or n == "table3"]
     for name in names:
         if name == "table3":
             parts += ["", operations_section()]
+            continue
+        if name == "beyond":
+            parts += ["", beyond_section(report)]
             continue
         t = paper.table(name)
         found = report.lines[name]
@@ -200,3 +230,14 @@ def report_markdown(report: Report, title: str = "Reproduction report", header: 
         for note in t.notes:
             parts += ["", f"_{note}_"]
     return "\n".join(parts) + "\n"
+
+
+def beyond_section(report: Report) -> str:
+    """The beyond-the-paper table: variants beside their baselines, then their sizes."""
+    t = beyond.TABLE
+    parts = [f"## {t.title}", "", f"_{t.caption}_", "",
+             beyond_markdown(report.lines.get(t.name, []), report.lines.get("table1", []))]
+    if report.sizes.get(t.name):
+        parts += ["", "Model sizes from the code (full size, no training, any profile):", "",
+                  sizes_markdown(report.sizes[t.name])]
+    return "\n".join(parts)

@@ -37,7 +37,7 @@ from optnb.experiments import ownership, plans, render, results, tables
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.plans import Plan, PlannedRun
 from optnb.experiments.runner import Run, RunResult, run_many, run_notebook
-from optnb.experiments.targets import NB_REPORT
+from optnb.experiments.targets import NB_REPORT, table_names
 from optnb.experiments.workers import die_with_parent
 from optnb.paths import run_dir
 
@@ -166,7 +166,9 @@ def write_report(plan: Plan, outcomes: Sequence[RunResult], results_dir: Path,
     """report.md, tables.csv, sizes.csv, runs.csv under ``<results>/report/``."""
     report_dir = results_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    names = [s for s in plan.suites if s in ("table1", "table2", "table4", "table5")]
+    names = [s for s in plan.suites if s in table_names()]
+    if "beyond" in names and "table1" not in names:
+        names.append("table1")  # the baselines the variants are read beside
     if plan.suites == ("plan",):
         names = sorted({r.target.table for r in plan.runs if r.target})
     report = tables.build(results_dir, tables=names or None,

@@ -1,6 +1,7 @@
 """Full-size parameter counts and multiply-accumulates of every reproducible row, no training.
 
-Tables 1-2 come from ``optnb.models.measure`` (registry models at their paper size). Tables 4-5
+Tables 1-2 and the beyond-the-paper variants come from ``optnb.models.measure`` (registry models
+at their paper size, with the variant's options). Tables 4-5
 come from the evaluation network of a genotype (``optnb.nas.network``): CIFAR with C = 36 and 20
 cells, ImageNet mobile with C = 48 and 14 cells, parameters without the auxiliary head as DARTS
 counts them. Everything is built on the ``meta`` device, so nothing is allocated or computed.
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from optnb.experiments import beyond
 from optnb.models import count_compute, measure
 from optnb.nas import genotypes
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -38,8 +40,14 @@ def full_size(table: str, row: str, genotype: Any = None) -> dict[str, Any]:
         if row in NOTES:
             size["note"] = NOTES[row]
         return size
+    if table == beyond.TABLE.name:
+        found = beyond.variant(row)
+        m = measure(found.model, **found.options)
+        return {"params_m": m["params_m"], "flops_g": m["macs_g"],
+                "note": f"baseline {found.baseline}" if found.baseline else ""}
     if table not in ("table4", "table5"):
-        raise LookupError(f"no model sizes for {table!r}; valid: table1, table2, table4, table5")
+        raise LookupError(f"no model sizes for {table!r}; valid: table1, table2, table4, table5, "
+                          f"{beyond.TABLE.name}")
     if genotype is None or genotype == "":
         if row not in PUBLISHED:
             raise LookupError(f"no searched genotype for {table}/{row} yet (run its search)")

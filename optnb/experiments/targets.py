@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import paper
+from optnb.experiments import beyond, paper
 
 NB_CIFAR = "06_train_cifar"
 NB_IMAGENET = "07_train_imagenet"
@@ -40,6 +40,23 @@ TRANSFER_ROWS: Mapping[str, tuple[str, str]] = {
 P_MODEL, P_DATASET, P_AUGMENT = "MODEL", "DATASET", "AUGMENT"
 P_SPACE, P_INIT, P_ORDER = "SPACE", "INIT", "ORDER"
 P_GENOTYPE, P_SEARCH_RUN, P_TASK = "GENOTYPE", "SEARCH_RUN", "TASK"
+P_MODEL_OPTIONS = "MODEL_OPTIONS"
+
+
+def table_names() -> tuple[str, ...]:
+    """The tables of a report: the paper's tables with numbers, then ``beyond`` (not the paper's)."""
+    return (*paper.table_names(), beyond.TABLE.name)
+
+
+def table(name: str) -> paper.Table:
+    """A report table by name: ``paper.table(name)``, or the beyond-the-paper table."""
+    if str(name).strip().lower() == beyond.TABLE.name:
+        return beyond.TABLE
+    try:
+        return paper.table(name)
+    except paper.UnknownTableError:
+        raise paper.UnknownTableError(
+            f"unknown table {name!r}; valid tables: {', '.join(table_names())}") from None
 
 
 
@@ -81,13 +98,7 @@ def target_of(
     notebook = Path(str(sidecar.get("notebook", ""))).stem
     params = sidecar.get("parameters") or {}
     if notebook == NB_CIFAR:
-        model = params.get(P_MODEL)
-        if model not in {r.key for r in paper.table("table1").reproducible_rows}:
-            return None
-        requested = params.get(P_DATASET)
-        real = requested if requested in ("cifar10", "cifar100") else "cifar10"
-        column = real + ("+" if params.get(P_AUGMENT) else "")
-        return Target("table1", model, column)
+        return _cifar_target(params)
     if notebook == NB_IMAGENET:
         model = params.get(P_MODEL)
         keys = {r.key for r in paper.table("table2").reproducible_rows}
@@ -98,6 +109,21 @@ def target_of(
     if notebook == NB_EVALUATE:
         return _evaluate_target(params, lookup)
     return None
+
+
+def _cifar_target(params: Mapping[str, Any]) -> Target | None:
+    """A Table 1 row (no ``MODEL_OPTIONS``) or a beyond-the-paper variant (model + options)."""
+    model, options = params.get(P_MODEL), params.get(P_MODEL_OPTIONS) or {}
+    requested = params.get(P_DATASET)
+    real = requested if requested in ("cifar10", "cifar100") else "cifar10"
+    column = real + ("+" if params.get(P_AUGMENT) else "")
+    found = beyond.variant_of(model, options) if isinstance(options, Mapping) else None
+    if found is not None:
+        has_column = column in beyond.TABLE.column_keys("error")
+        return Target(beyond.TABLE.name, found.key, column) if has_column else None
+    if options or model not in {r.key for r in paper.table("table1").reproducible_rows}:
+        return None  # a Table 1 model with other options is not the paper's row
+    return Target("table1", model, column)
 
 
 def _evaluate_target(params: Mapping[str, Any], lookup: Callable | None) -> Target | None:
