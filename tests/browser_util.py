@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,3 +219,72 @@ def screenshot_on_failure(page: Any, name: str) -> Iterator[None]:
         with contextlib.suppress(Exception):
             page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
         raise
+
+
+READOUT = ".widget-hslider .widget-readout"  # a slider's value, as the front end prints it
+HANDLE = ".widget-hslider .noUi-handle"
+
+
+def check_slider_redraws(
+    workdir: Path,
+    notebook: str,
+    *,
+    last_output: str,
+    plot: str,
+    before: str,
+    key: str,
+    after: str,
+    explorer: str | None = None,
+    run_timeout_ms: int = 300_000,
+    redraw_timeout_ms: int = 60_000,
+    then: Callable[[Any], None] | None = None,
+) -> None:
+    """Open ``notebook`` in JupyterLab (smoke profile, results under ``workdir``), run all, wait
+    for ``last_output``; then press ``key`` on the first slider: its readout must go from
+    ``before`` to ``after`` and the figure ``plot`` (an ``<img>`` selector) must be redrawn.
+
+    ``explorer`` (a selector) is scrolled into view first when the widget sits mid-notebook;
+    ``then(page)`` runs extra checks at the end. Readouts are read through ``textContent``, which
+    does not depend on layout. A failure leaves ``results/browser/<notebook stem>.png``; console
+    errors of the page fail the check too.
+    """
+    from playwright.sync_api import sync_playwright
+
+    env = {"OPTNB_PROFILE": "smoke", "OPTNB_RESULTS": str(Path(workdir) / "results")}
+    with jupyter_lab(workdir, [notebook], env=env) as lab, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = collect_errors(page)
+        with screenshot_on_failure(page, Path(notebook).stem):
+            open_notebook(page, lab, notebook)
+            run_all(page)
+            page.locator(".jp-OutputArea-output", has_text=last_output).wait_for(
+                timeout=run_timeout_ms)
+            readout, image = page.locator(READOUT).first, page.locator(plot).first
+            if explorer:
+                page.locator(explorer).first.scroll_into_view_if_needed(timeout=30_000)
+            image.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "sel => (document.querySelector(sel)?.textContent || '').trim() !== ''",
+                arg=READOUT, timeout=30_000)
+            image_before = image.get_attribute("src")
+            assert readout.text_content().strip() == before
+
+            page.locator(HANDLE).first.focus()
+            page.keyboard.press(key)
+            page.wait_for_function(
+                """([readoutSel, plotSel, value, before]) => {
+                    const img = document.querySelector(plotSel);
+                    const readout = document.querySelector(readoutSel);
+                    return readout && readout.textContent.trim() === value
+                        && img && img.getAttribute("src") !== before;
+                }""",
+                arg=[READOUT, plot, after, image_before],
+                timeout=redraw_timeout_ms,
+            )
+            assert readout.text_content().strip() == after
+            assert image.get_attribute("src") != image_before
+            if then is not None:
+                then(page)
+        browser.close()
+    assert not errors, errors
