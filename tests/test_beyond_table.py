@@ -56,12 +56,25 @@ def test_plans_run_every_variant_and_its_baseline_on_both_columns(profile):
     variants = [r for r in plan.runs if r.target.table == "beyond"]
     baselines = [r for r in plan.runs if r.target.table == "table1"]
     assert len(variants) == len(beyond.VARIANTS) * 2 * 3
-    assert len(baselines) == len({v.baseline for v in beyond.VARIANTS}) * 2 * 3
+    table1_rows = {v.baseline for v in beyond.VARIANTS} | {r for v in beyond.VARIANTS for r in v.also}
+    assert table1_rows == {"resnet56", "hbnet56", "agdnet40", "densenet40"}
+    assert len(baselines) == len(table1_rows) * 2 * 3
     for run in plan.runs:  # the plan's target is what the run's sidecar maps back to
         sc = sidecar(run.run_id, run.parameters["MODEL"], 1.0, run.parameters["SEED"],
                      run.parameters.get("MODEL_OPTIONS"), dataset=run.parameters["DATASET"])
         assert target_of(sc) == run.target
     assert {r.parameters["DATASET"] for r in plan.runs} == {"cifar10", "cifar100"}
+
+
+def test_without_cifar_the_plan_runs_one_embedded_column_and_says_so():
+    plan = plans.build("quick", only="beyond", seeds=1, available=lambda name: False)
+    assert {r.parameters["DATASET"] for r in plan.runs} == {"embedded"}
+    assert {r.target.column for r in plan.runs} == {"cifar10+"}
+    for run in plan.runs:  # still the cell its sidecar maps back to
+        sc = sidecar(run.run_id, run.parameters["MODEL"], 1.0, 0,
+                     run.parameters.get("MODEL_OPTIONS"), dataset="embedded", real=False)
+        assert target_of(sc) == run.target
+    assert any("NOT present" in n for n in plan.notes)
 
 
 def test_smoke_plans_no_beyond_rows_and_says_where_they_are():

@@ -29,7 +29,8 @@ __all__ = ["TABLE", "VARIANTS", "Variant", "variant", "variant_of"]
 
 @dataclass(frozen=True)
 class Variant:
-    """One row: the model and options that make it, and the Table 1 row it is compared with."""
+    """One row: the model and options that make it, the Table 1 row it is compared with, and
+    other Table 1 rows its question needs trained beside it (``also``)."""
 
     key: str
     label: str
@@ -37,6 +38,7 @@ class Variant:
     options: Mapping[str, Any] = field(default_factory=dict)
     baseline: str = ""
     question: str = ""
+    also: tuple[str, ...] = ()
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -52,7 +54,7 @@ VARIANTS: tuple[Variant, ...] = (
             {"learnable_beta": True}, "hbnet56", "what beta does training choose?"),
     Variant("densenet40_agd_init", "DenseNet (k = 12, L = 40), AGDNet's initial BN gamma",
             "densenet40", {"norm_init": "agd"}, "agdnet40",
-            "is AGDNet's gain its initialisation or its dynamics?"),
+            "is AGDNet's gain its initialisation or its dynamics?", also=("densenet40",)),
 )
 
 _COLUMNS = (
