@@ -47,6 +47,8 @@ def test_report_tables_include_beyond_and_name_it_in_errors():
     assert tables.parse_tables("beyond, table1") == ("table1", "beyond")
     with pytest.raises(KeyError, match="valid tables: table1, table2, table4, table5, beyond"):
         table("table9")
+    with pytest.raises(KeyError, match="table3 lists operations"):
+        table("table3")
     assert all(v is None for r in beyond.TABLE.rows for v in r.values.values())  # no paper numbers
 
 
@@ -113,3 +115,12 @@ def test_beyond_cells_are_not_counted_as_paper_cells():
     scs = {"v": sidecar("v", "admmnet56", 6.0, 0, {}), "b": sidecar("b", "resnet56", 6.1, 0)}
     counts = tables.build(sidecars=scs, tables=["table1", "beyond"], size_fn=no_sizes).counts()
     assert counts == {"measured": 1, "eligible": 1, "consistent": 0, "not_reproduction": 0}
+
+
+def test_notebook_90_takes_beyond_in_tables_and_refuses_an_unknown_table():
+    from optnb.experiments.params import NB90
+    from optnb.specs import ParameterError
+
+    assert NB90["TABLES"].validate("TABLES", "table1, beyond") == "table1, beyond"
+    with pytest.raises(ParameterError, match="TABLES='table9'.*table1, table2, table4, table5, beyond"):
+        NB90["TABLES"].validate("TABLES", "table9")
