@@ -2,6 +2,12 @@
 #   make reproduce   venv + install + every notebook headless (profile auto) + the report in results/
 #   make test        venv + install + the whole test suite (unit, notebooks, distributed, browser)
 #   make lab         JupyterLab on notebooks/
+# Teaching (README, "For teachers"):
+#   make student     student/: notebooks 01-05 and 08 with the solutions removed (nbgrader)
+#   make solutions   solutions/: the same notebooks with their solutions (nbgrader's source)
+#   make grade DIR=  autograde DIR/<student>/<notebook>.ipynb, a feedback report per student
+#   make site        results/site/index.html: the executed notebooks of `make reproduce` as static HTML
+#   make present     the beta and activation explorers as Voila apps (code hidden), on localhost:$(PORT)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
@@ -9,13 +15,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.optnb-installed
 PROFILE ?= auto
 JOBS   ?= 0
+PORT   ?= 8866
 
 # Keep Jupyter, IPython and matplotlib from reading or writing the home directory.
 HERMETIC := JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter/config JUPYTER_DATA_DIR=$(CURDIR)/.jupyter/data \
 	JUPYTER_RUNTIME_DIR=$(CURDIR)/.jupyter/runtime IPYTHONDIR=$(CURDIR)/.jupyter/ipython \
 	MPLCONFIGDIR=$(CURDIR)/.jupyter/mpl PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: venv reproduce test test-unit test-notebooks test-browser lint lab bench clean
+.PHONY: venv reproduce test test-unit test-notebooks test-browser lint lab bench clean \
+	student solutions grade site present
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,13 +53,30 @@ test-browser: venv
 
 lint: venv
 	$(BIN)/ruff check optnb tests benchmarks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb notebooks/_fixtures/*.ipynb
+	$(BIN)/nbstripout --verify notebooks/*.ipynb notebooks/_fixtures/*.ipynb apps/*.ipynb
 
 lab: venv
 	$(HERMETIC) $(BIN)/jupyter lab --notebook-dir=notebooks
+
+student: venv
+	$(HERMETIC) $(BIN)/optnb teach student --out student
+
+solutions: venv
+	$(HERMETIC) $(BIN)/optnb teach solutions --out solutions
+
+grade: venv
+	@test -n "$(DIR)" || { echo "make grade: say which folder, e.g. make grade DIR=submissions (DIR/<student>/<notebook>.ipynb)" >&2; exit 2; }
+	$(HERMETIC) $(BIN)/optnb teach grade "$(DIR)" $(if $(OUT),--out "$(OUT)")
+
+# static HTML of the latest `make reproduce` run's executed notebooks (runs nothing)
+site: venv
+	$(HERMETIC) $(BIN)/optnb site
+
+present: venv
+	$(HERMETIC) $(BIN)/optnb present --port $(PORT)
 
 bench: venv
 	$(HERMETIC) $(BIN)/optnb bench --quick
 
 clean:
-	rm -rf results .jupyter .pytest_cache
+	rm -rf results .jupyter .pytest_cache student solutions

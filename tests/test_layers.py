@@ -3,7 +3,8 @@
 Bottom to top (docs/internals.md): ``specs``, ``paths``, ``seed`` and ``live`` import nothing from
 optnb; ``theory`` <- ``models``; ``data`` beside them; ``train`` (the one loop) uses models and
 data; ``nas`` uses models, theory and the loop; ``widgets`` are the notebooks' explorers over
-theory; ``experiments`` (and ``info``) sit above all of those; ``cli`` and the notebooks on top.
+theory; ``teach`` (the exercises and their grading) sits beside ``experiments`` (and ``info``),
+above all of those; ``cli`` and the notebooks on top.
 Fails on an import against that order, on any import cycle between modules, and on an import of
 an optnb module inside a function that does not say why it is deferred.
 """
@@ -27,8 +28,9 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"base", "theory", "models", "data"},
     "nas": {"base", "theory", "models", "data", "train"},
     "widgets": {"base", "theory", "models", "data", "train"},
+    "teach": {"base", "theory", "models", "data", "train", "nas", "widgets"},
     "experiments": {"base", "theory", "models", "data", "train", "nas", "widgets"},
-    "cli": {"base", "theory", "models", "data", "train", "nas", "widgets", "experiments"},
+    "cli": {"base", "theory", "models", "data", "train", "nas", "widgets", "experiments", "teach"},
     "top": {"cli"},
 }
 

@@ -1,6 +1,6 @@
 """The ``optnb`` command (also ``python -m optnb``): one argparse tree, a module per subcommand.
 
-    optnb list | info | run NOTEBOOK | train | search | evaluate | reproduce | bench
+    optnb list | info | run NOTEBOOK | train | search | evaluate | reproduce | bench | site | present | teach
 
 Each subcommand module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Commands that produce a result (run, train, search, evaluate, reproduce) go through the same
@@ -16,10 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from optnb.cli import bench, evaluate, info, listing, reproduce, run, search, train
+from optnb.cli import bench, evaluate, info, listing, present, reproduce, run, search, site, teach, train
 from optnb.cli.common import CliError, Parser, exit_code
 
-COMMANDS = (listing, info, run, train, search, evaluate, reproduce, bench)
+COMMANDS = (listing, info, run, train, search, evaluate, reproduce, bench, site, present, teach)
 
 
 def build_parser() -> Parser:
