@@ -298,7 +298,8 @@ def student_readme() -> str:
              "* `[not done yet] Exercise 01.1 (...)`: your cell still raises `NotImplementedError`;",
              "* a wrong answer stops with what was **expected**, what your code **found** and a **hint**.", "",
              "Run the notebook top to bottom (Kernel > Restart & Run All) before you hand it in: the",
-             "grader runs it that way, and a cell that fails to run gives no points for what follows.",
+             "grader runs it that way. If your cell fails to run, its function is not defined and its",
+             "check gives no points.",
              "Hand in the notebooks under their names, unchanged apart from your cells.", "",
              "| notebook | exercises | about | points |", "|---|---|---|---|"]
     for stem in NOTEBOOKS:
