@@ -18,14 +18,17 @@
 #    against the optimised one at the paper's search size, interleaved;
 # 4. `optnb bench --suite nas --epoch`: one paper-size first-order search epoch (25k + 25k
 #    GPU-resident images, batch 64), extrapolated to the 50-epoch search in GPU-days;
-# 5. `optnb bench --suite memory`: the reversible HBNet against the ordinary one, n = 9 ... 144
+# 5. `optnb bench --suite nas --partial 4`: PC-DARTS's partial channels (K = 4) against the full
+#    supernet in the darts, hb and agd spaces at the paper's search size: step time and peak
+#    memory, interleaved, full / partial ratios;
+# 6. `optnb bench --suite memory`: the reversible HBNet against the ordinary one, n = 9 ... 144
 #    blocks per stage: saved bytes, the allocator's peak (`max_memory_allocated`), time per step,
 #    and the gradient error per beta and depth in float64 and float32.
 # A failed step does not stop the later ones (one device session yields every number); the exit
 # status is 1 when any step failed. Writes, under $OUT: environment.txt, summary.txt (exit status
 # and seconds of each step), device_checks.{xml,log}, bench-<stamp>.{json,md} and latest.{json,md}
-# (models), nas-latest.json, nas-order2-latest.json, nas-epoch-latest.json, memory-latest.json and
-# one .log per step.
+# (models), nas-latest.json, nas-order2-latest.json, nas-epoch-latest.json, nas-partial-latest.json,
+# memory-latest.json and one .log per step.
 # Installs nothing: it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on
 # PYTHONPATH (pytest must be installed there). Expected wall time on one H200: a few minutes
 # (about 5; most of it the timed epochs). The CPU dry run takes about 3 minutes on 2 cores.
@@ -108,6 +111,7 @@ step bench_nas_1 "$PYTHON" -m optnb bench --suite nas --order 1 --device "$DEVIC
 step bench_nas_2 "$PYTHON" -m optnb bench --suite nas --order 2 --device "$DEVICE" --out "$OUT"
 step bench_epoch "$PYTHON" -m optnb bench --suite nas --epoch --device "$DEVICE" --out "$OUT" \
   "${EPOCH_ARGS[@]}"
+step bench_partial "$PYTHON" -m optnb bench --suite nas --partial 4 --device "$DEVICE" --out "$OUT"
 step bench_memory "$PYTHON" -m optnb bench --suite memory --device "$DEVICE" --out "$OUT" \
   "${MEMORY_ARGS[@]}"
 

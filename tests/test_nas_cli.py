@@ -39,6 +39,10 @@ def test_notebook_specs_are_registered():
     (["evaluate", "--genotype", "Genotype(normal=[", "--profile", "smoke"], "malformed"),
     (["evaluate", "--profile", "smoke"], "give GENOTYPE"),
     (["evaluate", "--search-run", "nope", "--profile", "smoke"], "has no genotype"),
+    (["search", "--early-stop", "pdarts", "--profile", "smoke"], "EARLY_STOP='pdarts' is not valid"),
+    (["search", "--max-skip", "-2", "--profile", "smoke"], "MAX_SKIP"),
+    (["search", "--partial-channels", "3", "--profile", "smoke"], "PARTIAL_CHANNELS 3 must divide"),
+    (["search", "--skip-hb-pair", "--space", "darts", "--profile", "smoke"], "hb_pair"),
     (["prune"], "invalid choice: 'prune'"),
     ([], "a command is required"),
 ])
@@ -87,10 +91,12 @@ def test_seeds_run_as_separate_processes(monkeypatch):
 
     monkeypatch.setattr(search_command, "WorkerPool", FakePool)
     assert cli.main(["search", "--space", "agd", "--seeds", "0", "3", "--jobs", "2",
-                     "--profile", "smoke"]) == 0
+                     "--profile", "smoke", "--max-skip", "2", "--early-stop", "darts+"]) == 0
     assert [argv[argv.index("--seed") + 1] for argv in launched] == ["0", "3"]
     assert all(argv[argv.index("--space") + 1] == "agd" for argv in launched)
     assert all("--seeds" not in argv for argv in launched)
+    assert all(argv[argv.index("--max-skip") + 1] == "2" and argv[argv.index("--early-stop") + 1] == "darts+"
+               for argv in launched)  # every seed searches with the same remedies
 
 
 def test_a_seed_process_reports_bad_input_as_one_line(capsys, tmp_results, headless):

@@ -98,6 +98,11 @@ def test_split_and_darts_compat_quirks():
     ({"precision": "fp8"}, "unknown precision"),
     ({"derive_rule": "pooled"}, "derive rule for space 'darts'"),
     ({"epochs": 0}, "epochs must be >= 1"),
+    ({"max_skip": -1}, "max_skip must be None"),
+    ({"skip_hb_pair": True}, "hb_pair"),
+    ({"early_stop": "pdarts"}, "unknown early stop rule"),
+    ({"stop_skips": 0}, "stop_skips must be an integer >= 1"),
+    ({"stable_epochs": -1}, "stable_epochs must be an integer >= 0"),
 ])
 def test_bad_settings_raise_clear_errors(change, error):
     with pytest.raises((NasError, UnknownNameError), match=error):
@@ -117,3 +122,18 @@ def test_log_mirrors_checkpoint_after_a_crash_and_settings_are_checked(data, tmp
     fresh = run(SearchConfig(space="darts", seed=1, epochs_limit=1, **TINY), data, tmp_path,
                 resume=False)
     assert fresh.resumed_from == 0 and [r["epoch"] for r in read_log(tmp_path)] == [1]
+
+
+def test_darts_plus_stops_the_search_and_the_cap_is_recorded_beside_the_uncapped_cell(data, tmp_path):
+    """hb with the HB init starts with 8 skips in the normal cell: DARTS+ stops after epoch 1 (of 3),
+    the run counts as complete, a resume trains nothing more, and with a cap of 2 each epoch
+    records the capped cell next to the uncapped diagnostic."""
+    cfg = SearchConfig(space="hb", init="hb", early_stop="darts+", max_skip=2, **{**TINY, "epochs": 3})
+    result = run(cfg, data, tmp_path)
+    last = result.history[-1]
+    assert last["epoch"] == 1 and "skip" in last["stopped_early"] and result.complete
+    assert last["param_free_capped"]["normal"] < last["param_free"]["normal"]
+    skips = sum(op in ("skip_connect", "neg_skip_connect") for op, _ in result.genotype.normal)
+    assert skips <= 2  # the final genotype is the capped one
+    again = run(cfg, data, tmp_path)
+    assert [r["epoch"] for r in again.history] == [1] and again.complete

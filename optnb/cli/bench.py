@@ -5,10 +5,13 @@ reversible HBNet stage (``--suite memory``: saved bytes, step peak and time of H
 momentum outside, ordinary against reversible, n = 9 ... 144 blocks per stage, up to 36 with
 ``--quick``, plus the reversible gradients' error per beta and depth). Ratios measured in one run,
 never absolute gates. ``--suite nas --epoch`` times one whole search epoch instead (the paper's
-size on CUDA) and extrapolates it to the 50-epoch search in GPU-days.
+size on CUDA) and extrapolates it to the 50-epoch search in GPU-days. ``--suite nas --partial K``
+compares PC-DARTS's partial channels (1/K of the channels through the mixed ops) with the full
+supernet in each space: step time and peak memory, interleaved, full / partial ratios.
 
 Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``,
-``nas-epoch-latest.json`` and ``memory-latest.json`` under ``--out`` (default ``results/bench``).
+``nas-epoch-latest.json``, ``nas-partial-latest.json`` and ``memory-latest.json`` under ``--out``
+(default ``results/bench``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="nas: first- or second-order search step (default 1)")
     p.add_argument("--epoch", action="store_true",
                    help="nas: time one whole search epoch (instead of the step comparison)")
+    p.add_argument("--partial", type=bounded("--partial", int, 2), default=None, metavar="K",
+                   help="nas: partial channels K against full channels, in every space")
+    p.add_argument("--space", action="append", default=None, choices=("darts", "hb", "agd"),
+                   help="nas --partial: the space(s) to compare (default: all three)")
     p.add_argument("--epoch-images", type=bounded("--epoch-images", int, 1), default=None,
                    help="images per timed epoch (models: CUDA only; nas --epoch: default 50000 "
                         "on CUDA, 512 on CPU)")
@@ -81,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
         print(memory.error_markdown(report))
         print(f"wrote {out / 'memory-latest.json'}")
         return 0
+    if (args.partial or args.space) and (args.suite != "nas" or args.epoch):
+        raise CliError("--partial/--space compare partial channels: use them with --suite nas, "
+                       "without --epoch")
     if args.suite == "nas":
-        if args.epoch:
+        if args.partial:
+            report = {"partial": [nas_bench.partial_channels(args.device, space, args.partial,
+                                                             order=args.order, seed=args.seed)
+                                  for space in (args.space or ["darts", "hb", "agd"])]}
+            name = "nas-partial-latest.json"
+        elif args.epoch:
             report = nas_bench.search_epoch(args.device, images=args.epoch_images, order=args.order,
                                             seed=args.seed)
             name = "nas-epoch-latest.json"

@@ -2,6 +2,8 @@
 
     optnb search --space hb --init hb --order 1 --profile paper --dataset cifar10 --seed 2
     optnb search --space agd --seeds 0 1 2 3 --jobs 4       # one process per seed
+    optnb search --space hb --partial-channels 4            # PC-DARTS: 1/4 of the channels
+    optnb search --space darts --max-skip 2 --early-stop darts+   # the collapse remedies
 
 Parameters go through the notebook's own ``resolve`` (same validation, run ids, sidecars and
 per-profile sizes), so a command and a notebook run of the same settings share one run folder and
@@ -34,6 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--order", type=int, default=1, help="1 or 2")
     p.add_argument("--hb-init-logit", type=float, default=5.0)
     p.add_argument("--derive", default="auto", help="derive rule (auto: the space's)")
+    p.add_argument("--partial-channels", type=int, default=1, metavar="K",
+                   help="PC-DARTS: 1/K of the channels through the mixed ops (1: all; K divides C)")
+    p.add_argument("--max-skip", type=int, default=-1, metavar="N",
+                   help="P-DARTS: at most N skips in the derived normal cell (-1: no cap; the remedy: 2)")
+    p.add_argument("--skip-hb-pair", action="store_true",
+                   help="hb: eq. (18)'s identity pair per node is not counted as skips")
+    p.add_argument("--early-stop", default="off", help="off | darts+ (DARTS+'s early-stopping rule)")
+    p.add_argument("--stable-epochs", type=int, default=10, metavar="N",
+                   help="darts+: stop when the alpha ranking is unchanged N epochs (0: off)")
     add_run_options(p)
     p.add_argument("--seeds", type=bounded("--seeds", int, 0, SEED_MAX), nargs="+", default=None,
                    help="several seeds, each in its own process")
@@ -54,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from optnb.nas.search import search
 
     params = {**run_parameters(args), "SPACE": args.space, "INIT": args.init, "ORDER": args.order,
-              "HB_INIT_LOGIT": args.hb_init_logit, "DERIVE": args.derive}
+              "HB_INIT_LOGIT": args.hb_init_logit, "DERIVE": args.derive,
+              "PARTIAL_CHANNELS": args.partial_channels, "MAX_SKIP": args.max_skip,
+              "SKIP_HB_PAIR": args.skip_hb_pair, "EARLY_STOP": args.early_stop,
+              "STABLE_EPOCHS": args.stable_epochs}
     cfg = resolve(params, notebook="08_nas_search", register=False)
     settings = search_config(cfg)  # validated before the run folder is claimed
     with registered(cfg):  # claims the run folder, writes the sidecar; a failure marks it failed
@@ -73,6 +87,9 @@ def seed_argv(args: argparse.Namespace, seed: int) -> list[str]:
     """The ``optnb search`` arguments of one seed of a ``--seeds`` run."""
     argv = ["--space", args.space, "--init", args.init, "--order", str(args.order),
             "--hb-init-logit", str(args.hb_init_logit), "--derive", args.derive,
+            "--partial-channels", str(args.partial_channels), "--max-skip", str(args.max_skip),
+            "--early-stop", args.early_stop, "--stable-epochs", str(args.stable_epochs),
+            *(["--skip-hb-pair"] if args.skip_hb_pair else []),
             "--profile", args.profile, "--device", args.device, "--dataset", args.dataset,
             "--epochs", str(args.epochs), "--results", args.results, "--seed", str(seed)]
     return argv + (["--no-resume"] if args.no_resume else [])

@@ -47,10 +47,12 @@ NOTEBOOK_SPECS: dict[str, str] = {
 }
 
 #: notebook stem -> "module:function" checking parameters together (after each was validated,
-#: before anything is written): ``function(values)`` raises ``ParameterError``.
+#: before anything is written): ``function(values)`` raises ``ParameterError``; ``values["PROFILE"]``
+#: is the effective profile there (``auto`` and ``$OPTNB_PROFILE`` applied).
 NOTEBOOK_CHECKS: dict[str, str] = {
     "06_train_cifar": "optnb.train.params:check_row",
     "07_train_imagenet": "optnb.train.params:check_row",
+    "08_nas_search": "optnb.nas.params:check_search",
 }
 
 #: the real dataset ``DATASET="auto"`` means for a notebook outside the smoke profile.
@@ -281,10 +283,9 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
             values[name] = os.environ[env]
             notes.append(f"{name} from ${env}")
     values = validate(values, spec)
-    if (check := notebook_check(notebook)) is not None:
-        check(values)
-
     profile, profile_notes = effective_profile(values["PROFILE"])
+    if (check := notebook_check(notebook)) is not None:
+        check({**values, "PROFILE": profile})
     notes.extend(profile_notes)
     try:
         device = resolve_device(values["DEVICE"])

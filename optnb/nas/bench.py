@@ -15,16 +15,24 @@ training images at batch 64 = 390 steps). Data loading is not timed (it is GPU-r
 paper's size (50,000 random GPU-resident images split 25k/25k, batch 64, first order), training
 steps and the validation pass, extrapolated to the 50-epoch search in GPU-days
 (``optnb bench --suite nas --epoch``).
+
+:func:`partial_channels` compares PC-DARTS's partial channels (K = 4) with the full supernet
+(K = 1), both optimised, same sizes and batches, steps interleaved: the median per-pair ratio of
+step time and the ratio of peak memory of one search step (the allocator's peak on CUDA,
+``torch.profiler``'s allocation events on the CPU; ``optnb bench --suite nas --partial K``).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from optnb.nas.architect import Architect
 from optnb.nas.search import BilevelStep, SearchConfig, autocast_factory, search
@@ -183,3 +191,96 @@ def format_epoch(r: dict[str, Any]) -> str:
         f"{r['val_s']:.1f} s, epoch {r['wall_s']:.1f} s{mem}",
         f"{r['epochs']}-epoch search: {r['search_gpu_days']:.3f} GPU-days (first epoch x "
         f"{r['epochs']}, warm-up included)"])
+
+
+def peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak memory ``fn()`` allocates above what was allocated before it: the allocator's peak on
+    CUDA, the running sum of ``torch.profiler``'s allocation events on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+              and e.device_type() == torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+
+
+def partial_channels(device: str = "auto", space: str = "darts", k: int = 4, order: int = 1,
+                     C: int | None = None, layers: int | None = None, batch_size: int | None = None,
+                     image_size: int | None = None, steps: int | None = None, warmup: int = 2,
+                     seed: int = 0, quiet: bool = False) -> dict[str, Any]:
+    """PC-DARTS's K against the full supernet, interleaved; a JSON-able report of medians and
+    ratios (``full / partial``: above 1 means partial channels are cheaper). Default sizes as
+    :func:`run` (paper's on CUDA, C=4, 3 cells, batch 8, 16 px on the CPU); PC-DARTS's edge
+    normalisation is on in both (``edge``; agd keeps ``path``, its eq. (20))."""
+    dev = resolve_device(device)
+    gpu = dev.type == "cuda"
+    C = C or (16 if gpu else 4)
+    layers = layers or (8 if gpu else 3)
+    batch_size = batch_size or (64 if gpu else 8)
+    image_size = image_size or (32 if gpu else 16)
+    steps = steps or (20 if gpu else 5)
+    mode = "path" if space == "agd" else "edge"
+    variants: dict[str, BilevelStep] = {}
+    for name, kk in (("full", 1), ("partial", k)):
+        torch.manual_seed(seed)
+        net = SearchNetwork(space, C=C, layers=layers, partial_channels=kk, edge_normalization=mode)
+        net.init_arch("random", generator=torch.Generator().manual_seed(seed))
+        variants[name] = search_step(net.to(dev), True, order, dev)
+    times: dict[str, list[float]] = {n: [] for n in variants}
+    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+
+    def batch() -> list[torch.Tensor]:
+        return [torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
+                torch.randint(0, 10, (batch_size,), generator=gen).to(dev),
+                torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
+                torch.randint(0, 10, (batch_size,), generator=gen).to(dev)]
+
+    for i in range(warmup + steps):
+        b = batch()
+        for name, stepper in variants.items():
+            _sync(dev)
+            t0 = time.perf_counter()
+            stepper.update(*b)
+            _sync(dev)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    b = batch()
+    peaks = {name: peak_bytes(lambda s=stepper: s.update(*b), dev) for name, stepper in variants.items()}
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if gpu else "cpu",
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "space": space, "k": k,
+        "edge_normalization": mode, "order": order, "C": C, "layers": layers,
+        "batch_size": batch_size, "image_size": image_size, "steps": steps, "warmup": warmup,
+        "precision": "bf16 autocast" if gpu else "fp32",
+    }
+    for name in variants:
+        report[f"{name}_step_s"] = statistics.median(times[name])
+        report[f"{name}_peak_mib"] = peaks[name] / 2**20
+    report["time_ratio_median_pair"] = statistics.median(
+        a / b for a, b in zip(times["full"], times["partial"]))
+    report["memory_ratio"] = peaks["full"] / max(peaks["partial"], 1)
+    if not quiet:
+        print(format_partial(report))
+    return report
+
+
+def format_partial(r: dict[str, Any]) -> str:
+    """:func:`partial_channels`'s report as a few lines of text."""
+    lines = [f"NAS search step, partial channels K={r['k']} vs full, {r['space']} space "
+             f"(edge normalisation {r['edge_normalization']}), order {r['order']}, C={r['C']}, "
+             f"{r['layers']} cells, batch {r['batch_size']}, {r['image_size']}px, {r['precision']}, "
+             f"on {r['device']} ({r['threads']} threads; {r['steps']} interleaved steps after "
+             f"{r['warmup']} warm-up)",
+             f"{'variant':<8} {'s/step':>9} {'peak MiB':>9}"]
+    for name in ("full", "partial"):
+        lines.append(f"{name:<8} {r[f'{name}_step_s']:>9.4f} {r[f'{name}_peak_mib']:>9.1f}")
+    lines.append(f"full / partial: time {r['time_ratio_median_pair']:.2f}x (median of per-pair "
+                 f"ratios), peak memory {r['memory_ratio']:.2f}x")
+    return "\n".join(lines)

@@ -111,6 +111,7 @@ def search_summary(result: SearchResult) -> list[tuple[str, Any, str | None]]:
         ("search_device", device, None),
         ("search_epochs", last.get("epoch", 0), "epochs"),
         ("search_complete", result.complete, None),
+        ("search_stopped_early", last.get("stopped_early"), None),  # None, or the DARTS+ rule's reason
         ("param_free_ops", genotypes.count_parameter_free(result.genotype), "ops per cell"),
         ("search_val_acc", last.get("val_acc"), "% (search split, supernet)"),
         ("params_m", full_size_parameters(result.genotype) / 1e6,

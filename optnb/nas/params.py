@@ -19,15 +19,16 @@ at ``smoke`` (no auxiliary head there: its 5x5 pooling needs the 7x7 map of 224x
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from optnb.nas.derive import RULES
 from optnb.nas.evaluate import EvalConfig
-from optnb.nas.search import SearchConfig
+from optnb.nas.search import EARLY_STOPS, SearchConfig
 from optnb.nas.spaces import INITS, SPACES
 from optnb.paths import RUN_ID_RULE, is_run_id
-from optnb.specs import choice, integer, number, text
+from optnb.specs import ParameterError, boolean, choice, integer, number, text
 
 _DERIVE = ("auto", *sorted({r for rules in RULES.values() for r in rules}))
 
@@ -38,6 +39,14 @@ NB08 = {
     "EPOCHS": integer(0, 1000, help="0: the profile's default (paper: 50)"),
     "HB_INIT_LOGIT": number(0.0, 30.0, help="logit bias b realising the one-hot HB init"),
     "DERIVE": choice(*_DERIVE, help="derive rule; auto: the space's default"),
+    "PARTIAL_CHANNELS": integer(1, 64, help="PC-DARTS K: 1/K of the channels through the mixed "
+                                            "ops; 1 = all; must divide the profile's C"),
+    "MAX_SKIP": integer(-1, 64, help="P-DARTS cap on skips in the derived normal cell; -1 = off, "
+                                     "the remedy: 2"),
+    "SKIP_HB_PAIR": boolean(help="hb: eq. (18)'s identity pair per node is not counted as skips"),
+    "EARLY_STOP": choice(*EARLY_STOPS, help="darts+: stop at STOP_SKIPS skips in the normal cell, or "
+                                            "when the alpha ranking is stable STABLE_EPOCHS epochs"),
+    "STABLE_EPOCHS": integer(0, 1000, help="darts+: epochs of an unchanged ranking that stop the search; 0 = off"),
 }
 
 NB09 = {
@@ -74,6 +83,20 @@ TRANSFER_SIZES: dict[str, dict[str, Any]] = {
 TRANSFER_IMAGE_SIZE = {"smoke": 64, "quick": 224, "paper": 224}
 
 
+def check_search(values: Mapping[str, Any]) -> None:
+    """PARTIAL_CHANNELS must divide the search width C of the run's (effective) ``PROFILE``,
+    checked before anything is written."""
+    k = values.get("PARTIAL_CHANNELS", 1)
+    profile = values.get("PROFILE")
+    if profile not in SEARCH_SIZES:
+        return
+    c = SEARCH_SIZES[profile]["C"]
+    if c % k:
+        valid = ", ".join(str(d) for d in range(1, c + 1) if c % d == 0)
+        raise ParameterError(f"PARTIAL_CHANNELS {k} must divide the search width C={c} of profile "
+                             f"{profile!r}; valid: {valid}")
+
+
 def search_config(cfg: Any) -> SearchConfig:
     """The ``SearchConfig`` of a resolved 08 ``Config`` (its profile sizes + parameters)."""
     sizes = dict(SEARCH_SIZES[cfg.profile])
@@ -81,6 +104,10 @@ def search_config(cfg: Any) -> SearchConfig:
         sizes["epochs"] = cfg.epochs
     return SearchConfig(space=cfg.space, init=cfg.init, order=int(cfg.order),
                         hb_init_logit=float(cfg.hb_init_logit), derive_rule=cfg.derive,
+                        partial_channels=int(cfg.partial_channels),
+                        max_skip=None if cfg.max_skip < 0 else int(cfg.max_skip),
+                        skip_hb_pair=bool(cfg.skip_hb_pair), early_stop=cfg.early_stop,
+                        stable_epochs=int(cfg.stable_epochs),
                         seed=cfg.seed, **sizes).checked()
 
 

@@ -1,9 +1,10 @@
 """Figures for the search: alpha and path-weight heatmaps, cells drawn with matplotlib (any
-arity, no graphviz needed), and a live search monitor built on ``optnb.live.LiveFigure``."""
+arity, no graphviz needed), the collapse diagnostic (parameter-free ops per epoch, several runs),
+and a live search monitor built on ``optnb.live.LiveFigure``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,7 @@ def plot_curves(ax: Axes, history: Sequence[dict[str, Any]],
         ep = [r["epoch"] for r in history]
         ax.plot(ep, [r["train_loss"] for r in history], "o-", color="#1f77b4", ms=3,
                 label="train loss")
-        ax.plot(ep, [r["search_val_loss"] for r in history], "s--", color="#ff7f0e", ms=3,
+        ax.plot(ep, [r.get("search_val_loss", float("nan")) for r in history], "s--", color="#ff7f0e", ms=3,
                 label="val loss (arch steps)")
         acc = ax.twinx()
         acc.plot(ep, [r["train_acc"] for r in history], "^-", color="#2ca02c", ms=3,
@@ -168,6 +169,38 @@ def plot_curves(ax: Axes, history: Sequence[dict[str, Any]],
     ax.set_xlabel("epoch")
     ax.set_title("search curves", fontsize=9)
     ax.legend(fontsize=6, loc="upper left")
+    ax.grid(alpha=0.3)
+
+
+def plot_param_free(ax: Axes, runs: Mapping[str, Sequence[dict[str, Any]]],
+                    cells: Sequence[str] = ("normal", "reduce"), title: str | None = None) -> None:
+    """Parameter-free ops (pools, skip, negative skip) of the derived cell per epoch, one colour per
+    run (``label -> history``; ``optnb.nas.collapse.run_label`` and ``search_histories`` make
+    them from search logs), a solid line for the normal cell, dashed for the reduction cell;
+    an ``x`` marks an epoch where the search stopped early (``stopped_early``). Records without
+    ``param_free`` (step and start records of a ``metrics.jsonl``) are skipped."""
+    if not runs:
+        raise ValueError("plot_param_free needs at least one run (label -> history records)")
+    styles = {"normal": "o-", "reduce": "s--"}
+    top = 0
+    for i, (label, history) in enumerate(runs.items()):
+        epochs = [r for r in history if isinstance(r, dict) and "param_free" in r]
+        color = f"C{i % 10}"
+        for cell in cells:
+            ys = [r["param_free"][cell] for r in epochs]
+            top = max([top, *ys])
+            ax.plot([r["epoch"] for r in epochs], ys, styles.get(cell, "^:"), color=color, ms=3,
+                    lw=1.2, label=f"{label} ({cell})")
+        for r in epochs:
+            if r.get("stopped_early"):
+                ax.plot(r["epoch"], r["param_free"][cells[0]], "x", color=color, ms=9, mew=2)
+    ax.set_ylim(-0.3, top + 0.7)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("parameter-free ops in the derived cell")
+    ax.set_title(title or "collapse: parameter-free ops per epoch", fontsize=9)
+    ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
 
 

@@ -11,6 +11,12 @@ states: ``search(..., resume=True)`` continues exactly), the divergence guard an
 weights, the derived genotype and how many parameter-free ops it holds. Several seeds run as
 separate processes (``optnb search --seeds 0 1 2 3 --jobs 4``).
 
+PC-DARTS (Xu et al. 2020): ``partial_channels = K`` sends 1/K of every edge's channels through
+its mixed op (``optnb.nas.partial``), ``edge_normalization`` adds its edge weights to darts and hb
+(``edge``) or chooses where agd's path weights act (``path``, eq. (20), or ``edge``), and
+``arch_warmup_epochs`` trains only the weights for that many epochs first. ``RECIPES["pc_darts"]``
+is its CIFAR-10 search recipe.
+
 DARTS-code fidelity quirks (fixed by default) come back with ``darts_compat=True``: first/last
 split, arch batches drawn with replacement (``next(iter(valid_queue))``), the lr off by one epoch
 (epoch e runs at lr(e+1)) and ``eta_min = 0.001``.
@@ -31,15 +37,23 @@ from torch import nn
 
 from optnb.data import NUM_CLASSES, GpuLoader, make_loader
 from optnb.nas.architect import HVP_MODES, ORDERS, Architect
-from optnb.nas.derive import check_rule
+from optnb.nas.collapse import EarlyStop
+from optnb.nas.derive import check_cap, check_rule
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, count_parameter_free, to_dict
+from optnb.nas.partial import check_edge_normalization, check_partial_channels
 from optnb.nas.spaces import CELL_OUTPUTS, INITS, SearchNetwork, check_space
 from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, fit
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: config keys that may change between a checkpoint and its resume
 RESUME_FREE = ("val_every", "epochs_limit")
+#: settings added after checkpoints existed: left out of ``identity()`` at these values (agd's
+#: ``edge_normalization`` is ``path``), so earlier checkpoints still resume
+LEGACY_DEFAULTS: dict[str, Any] = {"partial_channels": 1, "edge_normalization": "off",
+                                   "arch_warmup_epochs": 0, "max_skip": None, "skip_hb_pair": False,
+                                   "early_stop": "off", "stop_skips": 2, "stable_epochs": 10}
+EARLY_STOPS = ("off", "darts+")
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,14 @@ class SearchConfig:
     darts_compat: bool = False
     train_portion: float = 0.5
     max_images: int = 0  # 0: the whole training set
+    partial_channels: int = 1  # PC-DARTS K: 1/K of the channels through the mixed ops (1: all)
+    edge_normalization: str = "auto"  # auto (agd: path, else off) | off | edge (PC-DARTS) | path
+    arch_warmup_epochs: int = 0  # epochs of weight steps only before the architecture steps start
+    max_skip: int | None = None  # P-DARTS: at most this many skips in the derived normal cell (the remedy: 2)
+    skip_hb_pair: bool = False  # hb: eq. (18)'s identity pair per node is not counted as skips
+    early_stop: str = "off"  # off | darts+ (stop at stop_skips skips, or a ranking stable stable_epochs)
+    stop_skips: int = 2
+    stable_epochs: int = 10  # 0: the skip criterion only
     val_every: int = 1  # full validation pass every k epochs (and after the last)
     epochs_limit: int = 0  # stop once this many epochs are done in total (0: run to the end)
     seed: int = 0
@@ -99,7 +121,20 @@ class SearchConfig:
                 raise NasError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.train_portion < 1.0:
             raise NasError(f"train_portion must be in (0, 1), got {self.train_portion}")
-        return replace(self, derive_rule=check_rule(self.space, self.derive_rule))
+        check_partial_channels(self.partial_channels, self.C)
+        check_cap(self.space, self.max_skip, self.skip_hb_pair)
+        if self.early_stop not in EARLY_STOPS:
+            raise unknown("early stop rule", self.early_stop, EARLY_STOPS)
+        if isinstance(self.stop_skips, bool) or not isinstance(self.stop_skips, int) or self.stop_skips < 1:
+            raise NasError(f"stop_skips must be an integer >= 1, got {self.stop_skips!r}")
+        if isinstance(self.stable_epochs, bool) or not isinstance(self.stable_epochs, int) or self.stable_epochs < 0:
+            raise NasError(f"stable_epochs must be an integer >= 0 (0: off), got {self.stable_epochs!r}")
+        if isinstance(self.arch_warmup_epochs, bool) or not isinstance(self.arch_warmup_epochs, int) \
+                or not 0 <= self.arch_warmup_epochs < self.epochs:
+            raise NasError(f"arch_warmup_epochs must be an integer in [0, epochs - 1] = "
+                           f"[0, {self.epochs - 1}], got {self.arch_warmup_epochs!r}")
+        return replace(self, derive_rule=check_rule(self.space, self.derive_rule),
+                       edge_normalization=check_edge_normalization(self.space, self.edge_normalization))
 
     @property
     def eta_min(self) -> float:
@@ -119,7 +154,29 @@ class SearchConfig:
 
     def identity(self) -> dict[str, Any]:
         """What a search checkpoint must match to be resumed (every setting but ``RESUME_FREE``)."""
-        return {"kind": "search", **{k: v for k, v in asdict(self).items() if k not in RESUME_FREE}}
+        legacy = {**LEGACY_DEFAULTS, "edge_normalization": "path" if self.space == "agd" else "off"}
+        return {"kind": "search", **{k: v for k, v in asdict(self).items()
+                                     if k not in RESUME_FREE and not (k in legacy and v == legacy[k])}}
+
+
+#: named search recipes (the sizes of a profile still apply on top in notebook 08 / ``optnb search``)
+RECIPES: dict[str, SearchConfig] = {
+    # DARTS (quark0/darts train_search.py) and the paper (§9.3): the SearchConfig defaults
+    "darts": SearchConfig(),
+    # PC-DARTS (yuhuixu1993/PC-DARTS train_search.py): K = 4, edge normalisation, batch 256,
+    # lr 0.1 cosine to 0.001, arch Adam 6e-4 (betas 0.5, 0.999), wd 1e-3, 50 epochs, the first 15
+    # without architecture steps
+    "pc_darts": SearchConfig(partial_channels=4, edge_normalization="edge", batch_size=256,
+                             lr=0.1, lr_min=0.001, arch_lr=6e-4, arch_weight_decay=1e-3,
+                             epochs=50, arch_warmup_epochs=15),
+}
+
+
+def recipe(name: str) -> SearchConfig:
+    """A named search recipe (``RECIPES``); unknown names raise with the valid ones."""
+    if name not in RECIPES:
+        raise unknown("search recipe", name, tuple(RECIPES))
+    return RECIPES[name]
 
 
 @dataclass
@@ -135,7 +192,9 @@ class SearchResult:
 
     @property
     def complete(self) -> bool:
-        return bool(self.history) and self.history[-1]["epoch"] >= self.config.epochs
+        """All epochs done, or stopped early by a rule (``stopped_early`` says why)."""
+        return bool(self.history) and (self.history[-1]["epoch"] >= self.config.epochs
+                                       or bool(self.history[-1].get("stopped_early")))
 
     @property
     def search_cost_days(self) -> float:
@@ -174,18 +233,26 @@ def build_model(cfg: SearchConfig, num_classes: int = 10) -> SearchNetwork:
         torch.manual_seed(cfg.seed)
         model = SearchNetwork(cfg.space, cfg.C, num_classes, cfg.layers, cfg.primitives,
                               cfg.steps, cfg.cell_output,
-                              track_running_stats=cfg.track_running_stats, grouped=cfg.grouped)
+                              track_running_stats=cfg.track_running_stats, grouped=cfg.grouped,
+                              partial_channels=cfg.partial_channels,
+                              edge_normalization=cfg.edge_normalization)
     model.init_arch(cfg.init, cfg.alpha_scale, cfg.hb_init_logit,
                     torch.Generator().manual_seed(cfg.seed))
     return model
 
 
-def arch_record(model: SearchNetwork, rule: str) -> dict[str, Any]:
-    """The architecture part of a log line: weights, derived genotype, collapse diagnostics."""
+def arch_record(model: SearchNetwork, rule: str, max_skip: int | None = None,
+                hb_pair: bool = False) -> dict[str, Any]:
+    """The architecture part of a log line: weights, derived genotype, collapse diagnostics.
+    ``genotype``/``param_free`` are uncapped (the diagnostic); with a skip cap the capped cell is
+    added as ``genotype_capped``/``param_free_capped``."""
     state = model.arch_state()
     genotype = model.genotype(rule)
     out: dict[str, Any] = {"genotype": to_dict(genotype),
                            "param_free": count_parameter_free(genotype)}
+    if max_skip is not None:
+        capped = model.genotype(rule, max_skip, hb_pair)
+        out.update(genotype_capped=to_dict(capped), param_free_capped=count_parameter_free(capped))
     prims = model.primitives
     for kind in ("normal", "reduce"):
         w = state[f"alpha_{kind}"].double()
@@ -201,20 +268,31 @@ def arch_record(model: SearchNetwork, rule: str) -> dict[str, Any]:
 
 class BilevelStep:
     """One search iteration: an architecture step on a validation batch, then a weight step on
-    the training batch with the architecture held fixed (``detach_arch``)."""
+    the training batch with the architecture held fixed (``detach_arch``).
+
+    For the first ``arch_warmup_epochs`` epochs (0-based epoch < warm-up; PC-DARTS: 15) only the
+    weight step runs: no validation batch is drawn and the epoch record has no
+    ``search_val_loss``; it says ``arch_steps: False``."""
 
     def __init__(self, model: SearchNetwork, architect: Architect, weights: ClassifierStep,
-                 val: GpuLoader | None, derive_rule: str, darts_compat: bool = False) -> None:
+                 val: GpuLoader | None, derive_rule: str, darts_compat: bool = False,
+                 arch_warmup_epochs: int = 0, max_skip: int | None = None, hb_pair: bool = False) -> None:
         self.model, self.architect, self.weights = model, architect, weights
         self.val, self.derive_rule, self.darts_compat = val, derive_rule, darts_compat
+        self.arch_warmup_epochs = arch_warmup_epochs
+        self.max_skip, self.hb_pair = max_skip, hb_pair
+        self.arch_steps = True
         self._val_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def start_epoch(self, epoch: int) -> dict[str, Any]:
+        self.arch_steps = epoch >= self.arch_warmup_epochs
         # darts_compat: no epoch iterator, a fresh one per step = batches drawn with replacement
-        self._val_batches = None if self.darts_compat else iter(self.val)
-        return {}
+        self._val_batches = None if self.darts_compat or not self.arch_steps else iter(self.val)
+        return {"arch_steps": self.arch_steps} if self.arch_warmup_epochs else {}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        if not self.arch_steps:
+            return self.weights(x, y)
         batches = self._val_batches if self._val_batches is not None else iter(self.val)
         xv, yv = next(batches)
         return self.update(x, y, xv, yv)
@@ -227,7 +305,7 @@ class BilevelStep:
         return out
 
     def end_epoch(self) -> dict[str, Any]:
-        return arch_record(self.model, self.derive_rule)
+        return arch_record(self.model, self.derive_rule, self.max_skip, self.hb_pair)
 
 
 def weight_optimizer(model: SearchNetwork, cfg: SearchConfig, device: torch.device) -> torch.optim.SGD:
@@ -239,6 +317,15 @@ def weight_optimizer(model: SearchNetwork, cfg: SearchConfig, device: torch.devi
 def arch_optimizer(model: SearchNetwork, cfg: SearchConfig) -> torch.optim.Adam:
     return torch.optim.Adam(model.arch_parameters(), lr=cfg.arch_lr, betas=cfg.arch_betas,
                             weight_decay=cfg.arch_weight_decay)
+
+
+def early_stop(cfg: SearchConfig) -> list[Callback]:
+    """The DARTS+ rule as a ``fit`` callback when ``cfg.early_stop`` asks for it (warm-up epochs,
+    whose alphas do not move, never count as stable)."""
+    if cfg.early_stop != "darts+":
+        return []
+    return [EarlyStop(cfg.stop_skips, cfg.stable_epochs or None, cfg.skip_hb_pair,
+                      after_epoch=cfg.arch_warmup_epochs)]
 
 
 def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
@@ -275,7 +362,8 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     def make_step(net: nn.Module, optimizer: torch.optim.Optimizer, amp: bool) -> BilevelStep:
         weights = ClassifierStep(net, optimizer, amp=amp, grad_clip=cfg.grad_clip,
                                  forward_kwargs={"detach_arch": True})
-        return BilevelStep(model, architect, weights, val_loader, cfg.derive_rule, cfg.darts_compat)
+        return BilevelStep(model, architect, weights, val_loader, cfg.derive_rule, cfg.darts_compat,
+                           cfg.arch_warmup_epochs, cfg.max_skip, cfg.skip_hb_pair)
 
     options = FitOptions(steps_per_epoch=min(len(train_loader), len(val_loader)),
                          stop_after=cfg.epochs_limit or None, eval_every=cfg.val_every,
@@ -283,8 +371,8 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
                          restart=not resume, identity=cfg.identity())
     fitted = fit(model, train_loader, cfg, test=eval_loader, optimizer=w_opt, make_step=make_step,
                  state={"arch_optimizer": a_opt, "val_loader": val_loader}, device=device,
-                 run_dir=run_dir, callbacks=callbacks, options=options)
-    genotype = model.genotype(cfg.derive_rule)
+                 run_dir=run_dir, callbacks=[*callbacks, *early_stop(cfg)], options=options)
+    genotype = model.genotype(cfg.derive_rule, cfg.max_skip, cfg.skip_hb_pair)
     run_dir = Path(run_dir) if run_dir is not None else None
     if run_dir is not None:
         (run_dir / "genotype.json").write_text(json.dumps(to_dict(genotype)) + "\n")

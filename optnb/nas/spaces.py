@@ -39,6 +39,14 @@ from optnb.nas.operations import (
     build_search_op,
     check_op,
 )
+from optnb.nas.partial import (
+    bypass,
+    check_edge_normalization,
+    check_partial_channels,
+    edge_softmax,
+    merge,
+    split_channels,
+)
 
 # SPACES and check_space live in edges.py; they are part of this module's API too (the search
 # configuration validates its space here).
@@ -126,15 +134,19 @@ class MixedOp(nn.Module):
 
 class SearchCell(nn.Module):
     """One supernet cell. ``grouped=True`` batches the out-edges of each state (``grouped.py``);
-    the result equals the per-edge loop."""
+    the result equals the per-edge loop. ``partial_channels = K > 1``: the mixed ops are built
+    for ``C/K`` channels and see the first ``C/K`` channels of their input, the rest bypasses
+    them (``partial.py``, PC-DARTS)."""
 
     def __init__(self, edges: Sequence[Edge], primitives: Sequence[str], multiplier: int,
                  c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
-                 track_running_stats: bool = True, grouped: bool = True) -> None:
+                 track_running_stats: bool = True, grouped: bool = True,
+                 partial_channels: int = 1) -> None:
         super().__init__()
         t = track_running_stats
         self.reduction = reduction
         self.grouped = grouped
+        self.partial_channels = k = check_partial_channels(partial_channels, c)
         self.edges = tuple(edges)
         self.steps = 1 + max(e.node for e in self.edges)
         self.multiplier = multiplier
@@ -144,15 +156,18 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_pp, c, 1, 1, 0, affine=False, track=t)
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False, track=t)
         self.ops = nn.ModuleList(
-            MixedOp(c, 2 if reduction and e.source < 2 else 1, primitives, t) for e in self.edges)
+            MixedOp(c // k, 2 if reduction and e.source < 2 else 1, primitives, t) for e in self.edges)
         sources = sorted({e.source for e in self.edges})
         self._out_edges = {s: [i for i, e in enumerate(self.edges) if e.source == s] for s in sources}
         for s, idx in self._out_edges.items():
             self.register_buffer(f"_index_{s}", torch.tensor(idx), persistent=False)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
-                skip_none: bool = True) -> torch.Tensor:
-        """``weights`` [edges, ops]: mixing weights, already scaled by AGD path weights."""
+                skip_none: bool = True, edge_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``weights`` [edges, ops]: mixing weights (already scaled by path weights in the
+        ``path`` edge normalisation); ``edge_scale`` [edges]: PC-DARTS's edge weights, which
+        multiply each edge's whole output, bypass included (``edge``)."""
+        k = self.partial_channels
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         nodes: list[torch.Tensor | None] = [None] * self.steps
         for s in range(2 + self.steps):
@@ -161,12 +176,18 @@ class SearchCell(nn.Module):
             idx = self._out_edges.get(s)
             if not idx:
                 continue
+            x, rest = split_channels(states[s], k) if k > 1 else (states[s], None)
             if self.grouped and skip_none and len(idx) > 1:
                 w = weights.index_select(0, getattr(self, f"_index_{s}"))
-                outs = grouped_mixed(states[s], [self.ops[i] for i in idx], w).unbind(1)
+                outs = grouped_mixed(x, [self.ops[i] for i in idx], w).unbind(1)
             else:
-                outs = [self.ops[i](states[s], weights[i], skip_none) for i in idx]
+                outs = [self.ops[i](x, weights[i], skip_none) for i in idx]
+            if rest is not None:  # every out-edge of a state shares its stride, so its bypass
+                rest = bypass(rest, self.ops[idx[0]].stride)
+                outs = [merge(out, rest, k) for out in outs]
             for i, out in zip(idx, outs):
+                if edge_scale is not None:
+                    out = edge_scale[i] * out
                 node = self.edges[i].node
                 nodes[node] = out if nodes[node] is None else nodes[node] + out
         return torch.cat(states[-self.multiplier:], dim=1)
@@ -177,14 +198,22 @@ class SearchNetwork(nn.Module):
 
     ``forward(x)`` returns logits. ``detach_arch=True`` computes the mixing weights without a
     graph (the weight step, which needs no architecture gradients).
+
+    PC-DARTS (``partial.py``): ``partial_channels = K`` sends ``C/K`` channels of every edge
+    through its mixed op (``K = 1``, the default, is the full supernet, same parameter names);
+    ``edge_normalization`` (``auto``: ``path`` for agd, ``off`` otherwise; ``edge``: PC-DARTS's
+    edge weights scaling the whole edge output) adds ``edge_logits_normal/reduce`` to darts and hb.
     """
 
     def __init__(self, space: str = "darts", C: int = 16, num_classes: int = 10, layers: int = 8,
                  primitives: Sequence[str] | None = None, steps: int = 4,
                  cell_output: str = "concat", stem_multiplier: int = 3,
-                 track_running_stats: bool = True, grouped: bool = True) -> None:
+                 track_running_stats: bool = True, grouped: bool = True,
+                 partial_channels: int = 1, edge_normalization: str = "auto") -> None:
         super().__init__()
         self.space = check_space(space)
+        self.partial_channels = check_partial_channels(partial_channels, C)
+        self.edge_normalization = check_edge_normalization(self.space, edge_normalization)
         self.primitives = tuple(check_op(p) for p in (primitives or default_primitives(space)))
         if cell_output not in CELL_OUTPUTS:
             raise unknown("cell output", cell_output, CELL_OUTPUTS)
@@ -208,7 +237,8 @@ class SearchNetwork(nn.Module):
             if reduction:
                 c_curr *= 2
             cell = SearchCell(self.edges, self.primitives, self.multiplier, c_pp, c_p, c_curr,
-                              reduction, reduction_prev, track_running_stats, grouped)
+                              reduction, reduction_prev, track_running_stats, grouped,
+                              self.partial_channels)
             self.cells.append(cell)
             reduction_prev = reduction
             c_pp, c_p = c_p, self.multiplier * c_curr
@@ -217,7 +247,7 @@ class SearchNetwork(nn.Module):
         shape = (len(self.edges), len(self.primitives))
         self.alphas_normal = nn.Parameter(torch.zeros(shape))
         self.alphas_reduce = nn.Parameter(torch.zeros(shape))
-        if space == "agd":
+        if self.edge_normalization != "off":
             self.edge_logits_normal = nn.Parameter(torch.zeros(len(self.edges)))
             self.edge_logits_reduce = nn.Parameter(torch.zeros(len(self.edges)))
 
@@ -243,38 +273,49 @@ class SearchNetwork(nn.Module):
             for p in (self.alphas_normal, self.alphas_reduce):
                 p.copy_(init_alphas(self.space, self.primitives, self.steps, init, scale,
                                     hb_init_logit, generator))
-            if self.space == "agd":  # edge logits (beta, eq. 21) start like a random alpha row
+            if self.has_edge_logits:  # edge logits (beta, eq. 21) start like a random alpha row
                 for p in (self.edge_logits_normal, self.edge_logits_reduce):
                     if init == "zeros":
                         p.zero_()
                     else:
                         p.copy_(scale * torch.randn(p.shape, generator=generator))
 
+    @property
+    def has_edge_logits(self) -> bool:
+        return self.edge_normalization != "off"
+
     def path_weights(self, kind: str = "normal") -> torch.Tensor | None:
-        """Eq. (21): per-node softmax of the edge logits (``None`` outside the agd space)."""
-        if self.space != "agd":
+        """Eq. (21) / PC-DARTS: per-node softmax of the edge logits (``None`` without them)."""
+        if not self.has_edge_logits:
             return None
-        logits = getattr(self, f"edge_logits_{kind}")
-        return torch.cat([F.softmax(logits[s], dim=-1) for s in self.node_slices])
+        return edge_softmax(getattr(self, f"edge_logits_{kind}"), self.node_slices)
 
     def mixing_weights(self, kind: str = "normal") -> torch.Tensor:
-        """Eq. (17) softmax over all ops, times the eq. (21) path weight of each edge (agd).
+        """Eq. (17) softmax over all ops, times the eq. (21) path weight of each edge when the
+        edge normalisation is ``path`` (the agd default).
 
-        Scaling the weights of an edge by p equals scaling its mixed-op output (eq. 20).
+        Scaling the weights of an edge by p equals scaling its mixed-op output (eq. 20); with
+        partial channels it leaves the bypass unscaled (``edge`` scales it too).
         """
         weights = F.softmax(getattr(self, f"alphas_{kind}"), dim=-1)
-        paths = self.path_weights(kind)
-        return weights if paths is None else weights * paths.unsqueeze(1)
+        if self.edge_normalization != "path":
+            return weights
+        return weights * self.path_weights(kind).unsqueeze(1)
+
+    def edge_scale(self, kind: str = "normal") -> torch.Tensor | None:
+        """PC-DARTS's edge weights multiplying each edge's output (``edge`` mode), else ``None``."""
+        return self.path_weights(kind) if self.edge_normalization == "edge" else None
 
     def forward(self, x: torch.Tensor, detach_arch: bool = False) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not detach_arch):
-            normal = self.mixing_weights("normal")
-            reduce = self.mixing_weights("reduce")
-        normal, reduce = normal.to(x.dtype), reduce.to(x.dtype)
+            arch = {kind: (self.mixing_weights(kind), self.edge_scale(kind))
+                    for kind in ("normal", "reduce")}
+        arch = {kind: tuple(None if t is None else t.to(x.dtype) for t in pair)
+                for kind, pair in arch.items()}
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            weights = reduce if cell.reduction else normal
-            s0, s1 = s1, cell(s0, s1, weights, self.skip_none)
+            weights, scale = arch["reduce" if cell.reduction else "normal"]
+            s0, s1 = s1, cell(s0, s1, weights, self.skip_none, edge_scale=scale)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     # ---------------------------------------------------------------- derived architecture
@@ -283,15 +324,23 @@ class SearchNetwork(nn.Module):
         with torch.no_grad():
             out = {f"alpha_{k}": F.softmax(getattr(self, f"alphas_{k}").float(), -1).cpu()
                    for k in ("normal", "reduce")}
-            if self.space == "agd":
+            if self.has_edge_logits:
                 out.update({f"path_{k}": self.path_weights(k).float().cpu()
                             for k in ("normal", "reduce")})
         return out
 
-    def genotype(self, rule: str | None = None) -> Genotype:
-        """The discrete cell of paper §9.3 by the space's derive rule (see ``derive.py``)."""
+    def genotype(self, rule: str | None = None, max_skip: int | None = None, hb_pair: bool = False) -> Genotype:
+        """The discrete cell of paper §9.3 by the space's derive rule (see ``derive.py``), with at
+        most ``max_skip`` skip connections in the normal cell when given (P-DARTS's cap)."""
         state = self.arch_state()
-        return derive(self.space, state["alpha_normal"], state["alpha_reduce"], self.primitives,
+        normal, reduce = state["alpha_normal"], state["alpha_reduce"]
+        if self.space != "agd" and self.has_edge_logits:
+            # PC-DARTS's genotype(): each edge's row times its edge weight, then the space's rule
+            # (darts: edges ranked by max W*p; hb per_slot: unchanged, pooled: ranked by W*p)
+            normal = normal * state["path_normal"].unsqueeze(1)
+            reduce = reduce * state["path_reduce"].unsqueeze(1)
+        return derive(self.space, normal, reduce, self.primitives,
                       steps=self.steps, rule=rule, path_normal=state.get("path_normal"),
-                      path_reduce=state.get("path_reduce"), cell_output=self.cell_output)
+                      path_reduce=state.get("path_reduce"), cell_output=self.cell_output,
+                      max_skip=max_skip, hb_pair=hb_pair)
 

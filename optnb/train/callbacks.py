@@ -2,16 +2,18 @@
 
 Callbacks observe; they never change the training (the step does that), so in a distributed run
 only rank 0 calls them. ``fit`` calls, in order: ``on_fit_start(info)``, ``wrap_epochs(epochs)``,
-then per epoch ``on_step(step, metrics)`` every ``log_every`` steps and
+then per epoch ``on_step(step, metrics)`` every ``log_every`` steps, ``stop_reason(history)`` and
 ``on_epoch_end(epoch, metrics)`` just before the epoch's checkpoint is written, and finally
-``on_fit_end(result)``.
+``on_fit_end(result)``. The one influence a callback has: ``stop_reason`` may end the fit after the
+epoch (e.g. the DARTS+ rule, ``optnb.nas.collapse.EarlyStop``); ``fit`` then records the reason
+as the epoch's ``stopped_early``, writes the checkpoint and stops on every rank.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,10 @@ class Callback:
 
     def on_fit_end(self, result: Any) -> None:
         pass
+
+    def stop_reason(self, history: Sequence[dict[str, Any]]) -> str | None:
+        """Why the fit should stop after the epoch just finished (``history[-1]``), or None."""
+        return None
 
     def wrap_epochs(self, epochs: Iterable[int]) -> Iterable[int]:
         return epochs

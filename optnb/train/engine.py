@@ -14,7 +14,8 @@ validation loader, a drop-path generator), the epoch, every RNG and the loader's
 a CPU "2 epochs straight" and "1 epoch, resume, 1 epoch" give bitwise equal weights. A checkpoint
 is only written after an epoch whose loss and weights are finite, so a diverged run keeps the last
 good one. bf16 autocast and channels_last are the defaults on CUDA; ``torch.compile`` and DDP
-(``torchrun``) are options.
+(``torchrun``) are options. A callback's ``stop_reason`` may end a fit after an epoch (recorded as
+``stopped_early``; the run is then complete and a resume trains no further).
 """
 
 from __future__ import annotations
@@ -111,16 +112,23 @@ class FitResult:
         return self.history[-1] if self.history else {}
 
     @property
+    def stopped_early(self) -> str | None:
+        """The reason a callback ended the fit before its planned epochs (``stop_reason``), or None."""
+        return self.final.get("stopped_early")
+
+    @property
     def complete(self) -> bool:
-        return self.epochs_run >= self.epochs_planned
+        """Finished: every planned epoch, or stopped early by a callback (a resume trains no more)."""
+        return self.epochs_run >= self.epochs_planned or self.stopped_early is not None
 
     def summary(self) -> dict[str, Any]:
         last = self.final
         held_out = {k: v for k, v in last.items() if k.endswith(("_error", "_loss"))}
+        stopped = {"stopped_early": self.stopped_early} if self.stopped_early is not None else {}
         return {"epochs": self.epochs_run, "epochs_planned": self.epochs_planned,
                 "train_time_s": self.train_time_s, "wall_s": self.wall_s,
                 "resumed_from": self.resumed_from, "params": self.params,
-                "complete": self.complete, **held_out}
+                "complete": self.complete, **held_out, **stopped}
 
 
 @dataclass(frozen=True)
@@ -365,11 +373,13 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
                          "world_size": distributed.current().world_size, "amp": plan.amp,
                          "channels_last": plan.channels_last, "compile": str(opts.compile),
                          **opts.identity})
-    epochs: Iterable[int] = range(run.epoch, plan.stop)
+    stopped = bool(run.history) and run.history[-1].get("stopped_early") is not None
+    epochs: Iterable[int] = range(run.epoch, run.epoch if stopped else plan.stop)
     for cb in cbs:
         epochs = cb.wrap_epochs(epochs)
     for epoch in epochs:
         record = train_epoch(run, step, schedule, plan, test, opts, cbs)
+        reason = _stop_reason(cbs, run, plan, test, opts)
         # the log before the checkpoint: a crash between the two leaves a log record the next
         # resume drops (JsonlLogger keeps what the checkpoint covers), never a lost one
         for cb in cbs:
@@ -377,12 +387,37 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
         if main and plan.path is not None and opts.checkpoint:
             save_atomic(run.checkpoint(), plan.path)
         distributed.barrier()
+        if reason is not None:
+            break
     result = FitResult(run.history, run.epoch, plan.epochs, run.train_time_s, run.wall_s, resumed_from,
                        plan.path if plan.path is not None and plan.path.exists() else None,
                        count_params(raw))
     for cb in cbs:
         cb.on_fit_end(result)
     return result
+
+
+def _stop_reason(cbs: Sequence[Callback], run: _Run, plan: _Plan, test: Iterable | None,
+                 opts: FitOptions) -> str | None:
+    """The first callback's reason to stop after this epoch (rank 0 decides, every rank stops).
+
+    A stopping epoch is recorded as ``stopped_early`` and, if it had no held-out evaluation (the
+    ``eval_every`` period), is evaluated now: the last record always has held-out metrics. The
+    last planned epoch is never "early"."""
+    if run.epoch >= plan.epochs:
+        return None
+    reason = next((r for cb in cbs if (r := cb.stop_reason(run.history)) is not None), None)
+    stop = reason is not None
+    if distributed.current().enabled:  # callbacks run on rank 0 only
+        stop = float(distributed.all_reduce_sum(torch.tensor([float(stop)], device=plan.device))[0]) > 0
+    if not stop:
+        return None
+    record = run.history[-1]
+    record["stopped_early"] = reason or "stopped early by rank 0"
+    if test is not None and f"{opts.eval_split}_loss" not in record:
+        result = evaluate(run.model, test, plan.device, amp=plan.amp, max_samples=opts.eval_samples)
+        record.update(held_out_metrics(result, opts.eval_split))
+    return record["stopped_early"]
 
 
 def _callbacks(callbacks: Sequence[Callback], run_dir: str | Path | None, main: bool) -> list[Callback]:
