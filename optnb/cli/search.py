@@ -4,15 +4,21 @@
     optnb search --space agd --seeds 0 1 2 3 --jobs 4       # one process per seed
     optnb search --space hb --partial-channels 4            # PC-DARTS: 1/4 of the channels
     optnb search --space darts --max-skip 2 --early-stop darts+   # the collapse remedies
+    torchrun --nproc_per_node 4 -m optnb search --space hb   # data parallel; the batch is global
 
 Parameters go through the notebook's own ``resolve`` (same validation, run ids, sidecars and
 per-profile sizes), so a command and a notebook run of the same settings share one run folder and
 resume each other's checkpoints.
+
+Under ``torchrun`` every process searches its shard of each global batch (``optnb.nas.search``);
+rank 0 alone claims the run folder and writes the sidecar, the log, the checkpoint and the
+genotype; ``--seeds`` (a process per seed) cannot be combined with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from optnb.cli.common import (
     MAX_PROCESSES,
@@ -55,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds:
+        if distributed_world() > 1:
+            raise CliError("--seeds starts one process per seed; it cannot run under torchrun "
+                           "(use either torchrun or --seeds)")
         return run_seeds(args)
     # deferred: torch loads only when a command needs it (a fast `optnb list`)
     from optnb.experiments import record, resolve
@@ -62,25 +71,43 @@ def run(args: argparse.Namespace) -> int:
     from optnb.experiments.results import mark_complete
     from optnb.nas.experiment import load_search_data, search_summary
     from optnb.nas.params import search_config
-    from optnb.nas.search import search
+    from optnb.nas.search import rank_batch, search
+    from optnb.seed import resolve_device
+    from optnb.train import distributed
 
     params = {**run_parameters(args), "SPACE": args.space, "INIT": args.init, "ORDER": args.order,
               "HB_INIT_LOGIT": args.hb_init_logit, "DERIVE": args.derive,
               "PARTIAL_CHANNELS": args.partial_channels, "MAX_SKIP": args.max_skip,
               "SKIP_HB_PAIR": args.skip_hb_pair, "EARLY_STOP": args.early_stop,
               "STABLE_EPOCHS": args.stable_epochs}
-    cfg = resolve(params, notebook="08_nas_search", register=False)
-    settings = search_config(cfg)  # validated before the run folder is claimed
-    with registered(cfg):  # claims the run folder, writes the sidecar; a failure marks it failed
-        images, labels = load_search_data(cfg)
-        result = search(settings, images, labels, cfg.device, cfg.dataset, cfg.run_dir,
-                        resume=not args.no_resume)
-        for name, value, unit in search_summary(result):
-            record(name, value, unit)
-        if result.complete:
-            mark_complete(cfg.run_dir)
-    print(f"run folder: {cfg.run_dir}")
+    info, device = distributed.init_from_env(resolve_device(args.device))
+    try:
+        cfg = resolve(params, notebook="08_nas_search", register=False, quiet=not info.is_main)
+        settings = search_config(cfg)  # validated before the run folder is claimed
+        rank_batch(settings.batch_size, info.world_size)
+        with registered(cfg, register=info.is_main):  # claims the run folder, writes the sidecar
+            images, labels = load_search_data(cfg)
+            result = search(settings, images, labels, device if info.enabled else cfg.device,
+                            cfg.dataset, cfg.run_dir, resume=not args.no_resume)
+            if info.is_main:
+                for name, value, unit in search_summary(result):
+                    record(name, value, unit)
+                record("world_size", info.world_size, "processes (torchrun)" if info.enabled else "process")
+                if result.complete:
+                    mark_complete(cfg.run_dir)
+    finally:
+        distributed.shutdown()
+    if info.is_main:
+        print(f"run folder: {cfg.run_dir}")
     return 0
+
+
+def distributed_world() -> int:
+    """The number of processes torchrun started (1 outside torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
 
 
 def seed_argv(args: argparse.Namespace, seed: int) -> list[str]:

@@ -19,6 +19,11 @@ with alpha standing for all architecture parameters (alphas, and the AGD edge lo
    backward (``hvp="exact"``);
 4. ``grad_alpha <- g_alpha - xi H v``; then the Adam step.
 
+Under ``torchrun`` (``optnb.nas.search``: each rank holds a shard of the global batch) every
+gradient these formulas take is the mean over ranks (:func:`rank_mean`): the weight gradient of the
+virtual step, ``v``, and the final hypergradient, so both orders give every rank the alphas one
+process would get on the global batch.
+
 No model copies: every extra forward is ``torch.func.functional_call`` with replacement weights
 and *cloned* buffers, so the model's BN running statistics are untouched by them.
 :func:`unrolled_grad_autograd` differentiates the one-step-unrolled objective end to end and is
@@ -36,6 +41,7 @@ from torch import nn
 from torch.func import functional_call
 
 from optnb.nas.errors import unknown
+from optnb.train import distributed
 
 ORDERS = (1, 2)
 HVP_MODES = ("fd", "exact")
@@ -47,6 +53,21 @@ def _loss(model: nn.Module, tensors: dict[str, torch.Tensor] | None, x: torch.Te
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     return F.cross_entropy(logits, y)
+
+
+def rank_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The mean of each tensor over the ranks of the process group, in one all-reduce (the
+    tensors themselves when not distributed)."""
+    world = distributed.current().world_size
+    if world == 1 or not tensors:
+        return list(tensors)
+    dtype = tensors[0].dtype
+    flat = distributed.all_reduce_sum(torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])) / world
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start:start + t.numel()].view_as(t).to(t.dtype))
+        start += t.numel()
+    return out
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -64,6 +85,8 @@ def virtual_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, 
     weights = _weights(model)
     loss = _loss(model, {**weights, **_buffers(model)}, x, y)
     grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph)
+    if not create_graph:  # the oracle (create_graph) is single-process only
+        grads = rank_mean(list(grads))
     out = {}
     for (name, w), g in zip(weights.items(), grads):
         w_ = w if create_graph else w.detach()
@@ -120,7 +143,7 @@ def unrolled_grad(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor
                             momentum_buffers).items()}
     loss = _loss(model, {**w_prime, **_buffers(model)}, x_val, y_val)
     grads = torch.autograd.grad(loss, [*arch, *w_prime.values()])
-    g_alpha, v = grads[:len(arch)], dict(zip(w_prime, grads[len(arch):]))
+    g_alpha, v = grads[:len(arch)], dict(zip(w_prime, rank_mean(list(grads[len(arch):]))))
     if hvp == "fd":
         hv = mixed_hvp_fd(model, x_train, y_train, v, fd_radius)
     else:
@@ -192,8 +215,10 @@ class Architect:
 
     def step(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
              y_val: torch.Tensor) -> torch.Tensor:
-        """Set ``.grad`` of every architecture parameter and take one optimiser step."""
+        """Set ``.grad`` of every architecture parameter (the mean over ranks under ``torchrun``)
+        and take one optimiser step; returns this rank's ``L_val``."""
         grads, loss = self.hypergradient(x_train, y_train, x_val, y_val)
+        grads = rank_mean(list(grads))
         for p, g in zip(self.model.arch_parameters(), grads):
             p.grad = g
         self.arch_optimizer.step()

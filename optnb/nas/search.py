@@ -17,6 +17,12 @@ its mixed op (``optnb.nas.partial``), ``edge_normalization`` adds its edge weigh
 ``arch_warmup_epochs`` trains only the weights for that many epochs first. ``RECIPES["pc_darts"]``
 is its CIFAR-10 search recipe.
 
+Data parallel (``torchrun --nproc_per_node N -m optnb search``): ``batch_size`` stays the *global*
+batch; each rank draws its ``batch_size / N`` slice of every training and validation batch. The
+weight step runs through DDP (the architecture parameters are left out of it), the architecture
+gradients are averaged over ranks (``architect.rank_mean``), and BatchNorm uses the statistics of
+the global batch (:class:`CrossRankBatchNorm`), so N ranks take the steps one process takes.
+
 DARTS-code fidelity quirks (fixed by default) come back with ``darts_compat=True``: first/last
 split, arch batches drawn with replacement (``next(iter(valid_queue))``), the lr off by one epoch
 (epoch e runs at lr(e+1)) and ``eta_min = 0.001``.
@@ -33,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from optnb.data import NUM_CLASSES, GpuLoader, make_loader
 from optnb.nas.architect import HVP_MODES, ORDERS, Architect
@@ -43,7 +52,7 @@ from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, count_parameter_free, to_dict
 from optnb.nas.partial import check_edge_normalization, check_partial_channels
 from optnb.nas.spaces import CELL_OUTPUTS, INITS, SearchNetwork, check_space
-from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, fit
+from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, distributed, fit
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: config keys that may change between a checkpoint and its resume
@@ -226,6 +235,72 @@ def split_indices(n_total: int, cfg: SearchConfig) -> tuple[torch.Tensor, torch.
     return train, val
 
 
+def rank_batch(batch_size: int, world_size: int) -> int:
+    """Each rank's share of the global ``batch_size``; it must divide evenly."""
+    if batch_size % world_size:
+        raise NasError(f"batch_size {batch_size} (the global batch) does not split over {world_size} "
+                       f"processes; use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward sums the ranks' gradients (every rank's loss depends on
+    every rank's contribution)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad.contiguous())
+
+
+def cross_rank_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None,
+                          running_var: torch.Tensor | None, weight: torch.Tensor | None = None,
+                          bias: torch.Tensor | None = None, training: bool = False,
+                          momentum: float = 0.1, eps: float = 1e-5) -> torch.Tensor:
+    """``F.batch_norm`` whose batch statistics are those of all ranks' shards together.
+
+    Two all-reduces with autograd (sum, then the centred sum of squares), whose backward sums the
+    ranks' gradients, so the gradient DDP averages is the one of the global batch (as
+    ``nn.SyncBatchNorm``, which covers modules only, not the grouped path's ``F.batch_norm``)."""
+    if not training:
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    dims = [0, *range(2, xf.ndim)]
+    shape = [1, -1] + [1] * (xf.ndim - 2)
+    count = xf.new_tensor([xf.numel() // xf.shape[1]])
+    total = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
+    n = total[-1].detach()
+    mean = total[:-1] / n
+    centred = xf - mean.view(shape)
+    var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
+    out = centred * torch.rsqrt(var + eps).view(shape)
+    if weight is not None:
+        out = out * weight.view(shape)
+    if bias is not None:
+        out = out + bias.view(shape)
+    if running_mean is not None and running_var is not None:
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.detach().to(running_mean.dtype), alpha=momentum)
+            unbiased = var.detach() * n / (n - 1).clamp_min(1)
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    return out.to(x.dtype)
+
+
+class CrossRankBatchNorm(TorchFunctionMode):
+    """While active, every ``F.batch_norm`` (the BatchNorm modules' and ``grouped_batch_norm``'s)
+    is :func:`cross_rank_batch_norm`."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.batch_norm:
+            return cross_rank_batch_norm(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
 def build_model(cfg: SearchConfig, num_classes: int = 10) -> SearchNetwork:
     """The supernet of ``cfg``, weights and architecture initialised from ``cfg.seed`` alone
     (the global RNG is left as it was)."""
@@ -301,7 +376,8 @@ class BilevelStep:
         """The two steps on given batches (also what ``optnb.nas.bench`` times)."""
         val_loss = self.architect.step(x, y, xv, yv)
         out = self.weights(x, y)
-        out.extra["search_val_loss"] = val_loss.detach().float()
+        world = distributed.current().world_size
+        out.extra["search_val_loss"] = distributed.all_reduce_sum(val_loss.detach().float().clone()) / world
         return out
 
     def end_epoch(self) -> dict[str, Any]:
@@ -335,21 +411,30 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     """Run (or resume) one search; see the module docstring.
 
     ``images``/``labels``: the uint8 training set ``optnb.data.load(dataset)`` returns.
-    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``.
+    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``. In a process group
+    (torchrun) every rank calls this with the same arguments; rank 0 writes the run folder.
     """
     cfg = cfg.checked()
     device = torch.device(device)
+    info = distributed.current()
+    per_rank = rank_batch(cfg.batch_size, info.world_size)
     num_classes = num_classes or NUM_CLASSES.get(dataset, int(labels.max()) + 1)
     train_idx, val_idx = split_indices(len(images), cfg)
-    opts = {"augment": True, "cutout": 0, "shuffle": True, "drop_last": True}
-    train_loader = make_loader(dataset, images[train_idx], labels[train_idx], cfg.batch_size,
+    shard = {"rank": info.rank, "world_size": info.world_size}
+    opts = {"augment": True, "cutout": 0, "shuffle": True, "drop_last": True, **shard}
+    train_loader = make_loader(dataset, images[train_idx], labels[train_idx], per_rank,
                                device, seed=cfg.seed, **opts)
-    val_loader = make_loader(dataset, images[val_idx], labels[val_idx], cfg.batch_size, device,
+    val_loader = make_loader(dataset, images[val_idx], labels[val_idx], per_rank, device,
                              seed=cfg.seed + 1, **opts)
-    eval_loader = make_loader(dataset, images[val_idx], labels[val_idx], 2 * cfg.batch_size,
-                              device, train=False)
+    eval_loader = make_loader(dataset, images[val_idx], labels[val_idx], 2 * per_rank,
+                              device, train=False, **shard)
 
     model = build_model(cfg, num_classes).to(device)
+    if info.enabled:  # the weight step (DDP) never touches the architecture parameters
+        arch_names = [n for n, p in model.named_parameters() if any(p is a for a in model.arch_parameters())]
+        # DDP checks the reducer's parameters as f"{module}.{name}", i.e. ".alphas_normal" at the top
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, [*arch_names, *(f".{n}" for n in arch_names)])
     w_opt = weight_optimizer(model, cfg, device)
     a_opt = arch_optimizer(model, cfg)
     autocast = autocast_factory(device, cfg.precision)
@@ -369,12 +454,13 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
                          stop_after=cfg.epochs_limit or None, eval_every=cfg.val_every,
                          eval_split="val", amp=cfg.bf16, channels_last=False, resume=resume,
                          restart=not resume, identity=cfg.identity())
-    fitted = fit(model, train_loader, cfg, test=eval_loader, optimizer=w_opt, make_step=make_step,
-                 state={"arch_optimizer": a_opt, "val_loader": val_loader}, device=device,
-                 run_dir=run_dir, callbacks=[*callbacks, *early_stop(cfg)], options=options)
+    with CrossRankBatchNorm() if info.enabled else contextlib.nullcontext():
+        fitted = fit(model, train_loader, cfg, test=eval_loader, optimizer=w_opt, make_step=make_step,
+                     state={"arch_optimizer": a_opt, "val_loader": val_loader}, device=device,
+                     run_dir=run_dir, callbacks=[*callbacks, *early_stop(cfg)], options=options)
     genotype = model.genotype(cfg.derive_rule, cfg.max_skip, cfg.skip_hb_pair)
     run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None:
+    if run_dir is not None and info.is_main:
         (run_dir / "genotype.json").write_text(json.dumps(to_dict(genotype)) + "\n")
     return SearchResult(genotype, fitted.history, model, fitted.wall_s, str(device), run_dir,
                         fitted.resumed_from, cfg)
