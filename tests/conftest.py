@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 FIXTURE_NOTEBOOKS = NOTEBOOKS / "_fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C back on: a shell without job control starts background commands with SIGINT
+    ignored (``cmd &`` in a script), and the interrupt tests (runner, reproduce) send SIGINT to
+    this process and to the commands it starts, which inherit an ignored signal."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
