@@ -65,6 +65,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _sizes(gpu: bool, C: int | None, layers: int | None, batch_size: int | None, image_size: int | None,
+           steps: int | None) -> tuple[int, int, int, int, int]:
+    """The given sizes, else the paper's search net on CUDA (C=16, 8 cells, batch 64, 32 px, 20
+    steps) and a CI-sized one on the CPU (C=4, 3 cells, batch 8, 16 px, 5 steps)."""
+    return (C or (16 if gpu else 4), layers or (8 if gpu else 3), batch_size or (64 if gpu else 8),
+            image_size or (32 if gpu else 16), steps or (20 if gpu else 5))
+
+
+def _random_batch(gen: torch.Generator, batch_size: int, image_size: int, dev: torch.device) -> list[torch.Tensor]:
+    """A training and a validation batch of random images and labels (what ``update`` takes)."""
+    return [torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
+            torch.randint(0, 10, (batch_size,), generator=gen).to(dev),
+            torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
+            torch.randint(0, 10, (batch_size,), generator=gen).to(dev)]
+
+
 def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | None = None,
         layers: int | None = None, batch_size: int | None = None, image_size: int | None = None,
         steps: int | None = None, warmup: int = 2, seed: int = 0, quiet: bool = False
@@ -76,11 +92,7 @@ def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | Non
     """
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
-    C = C or (16 if gpu else 4)
-    layers = layers or (8 if gpu else 3)
-    batch_size = batch_size or (64 if gpu else 8)
-    image_size = image_size or (32 if gpu else 16)
-    steps = steps or (20 if gpu else 5)
+    C, layers, batch_size, image_size, steps = _sizes(gpu, C, layers, batch_size, image_size, steps)
     torch.manual_seed(seed)
     base = SearchNetwork(space, C=C, layers=layers)
     base.init_arch("random", generator=torch.Generator().manual_seed(seed))
@@ -90,10 +102,7 @@ def run(device: str = "auto", space: str = "darts", order: int = 1, C: int | Non
     memory: dict[str, float] = {}
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
     for i in range(warmup + steps):
-        batch = [torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
-                 torch.randint(0, 10, (batch_size,), generator=gen).to(dev),
-                 torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
-                 torch.randint(0, 10, (batch_size,), generator=gen).to(dev)]
+        batch = _random_batch(gen, batch_size, image_size, dev)
         for name, stepper in variants.items():
             if gpu:
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -221,11 +230,7 @@ def partial_channels(device: str = "auto", space: str = "darts", k: int = 4, ord
     normalisation is on in both (``edge``; agd keeps ``path``, its eq. (20))."""
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
-    C = C or (16 if gpu else 4)
-    layers = layers or (8 if gpu else 3)
-    batch_size = batch_size or (64 if gpu else 8)
-    image_size = image_size or (32 if gpu else 16)
-    steps = steps or (20 if gpu else 5)
+    C, layers, batch_size, image_size, steps = _sizes(gpu, C, layers, batch_size, image_size, steps)
     mode = "path" if space == "agd" else "edge"
     variants: dict[str, BilevelStep] = {}
     for name, kk in (("full", 1), ("partial", k)):
@@ -235,15 +240,8 @@ def partial_channels(device: str = "auto", space: str = "darts", k: int = 4, ord
         variants[name] = search_step(net.to(dev), True, order, dev)
     times: dict[str, list[float]] = {n: [] for n in variants}
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-
-    def batch() -> list[torch.Tensor]:
-        return [torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
-                torch.randint(0, 10, (batch_size,), generator=gen).to(dev),
-                torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(dev),
-                torch.randint(0, 10, (batch_size,), generator=gen).to(dev)]
-
     for i in range(warmup + steps):
-        b = batch()
+        b = _random_batch(gen, batch_size, image_size, dev)
         for name, stepper in variants.items():
             _sync(dev)
             t0 = time.perf_counter()
@@ -251,7 +249,7 @@ def partial_channels(device: str = "auto", space: str = "darts", k: int = 4, ord
             _sync(dev)
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
-    b = batch()
+    b = _random_batch(gen, batch_size, image_size, dev)
     peaks = {name: peak_bytes(lambda s=stepper: s.update(*b), dev) for name, stepper in variants.items()}
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if gpu else "cpu",
