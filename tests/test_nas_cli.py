@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,6 +100,67 @@ def test_seeds_run_as_separate_processes(monkeypatch):
     assert all("--seeds" not in argv for argv in launched)
     assert all(argv[argv.index("--max-skip") + 1] == "2" and argv[argv.index("--early-stop") + 1] == "darts+"
                for argv in launched)  # every seed searches with the same remedies
+
+
+def _seed_after_rendezvous(argv: list[str]) -> int:
+    """A seed's task (in a worker process) that first waits until the other seed's worker has
+    arrived too: it can only return 0 when both seeds run at the same time."""
+    meeting = Path(os.environ["OPTNB_TEST_RENDEZVOUS"])
+    (meeting / str(os.getpid())).write_text(argv[argv.index("--seed") + 1])
+    deadline = time.monotonic() + 180.0
+    while len(list(meeting.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            return 99  # the other seed never started while this one waited: not concurrent
+        time.sleep(0.05)
+    return search_command.run_seed(argv)
+
+
+def _log(results: Path, seed: int) -> list[dict]:
+    """The search log of the one run folder of ``seed`` under ``results``."""
+    folders = [p.parent for p in (results / "runs").glob("*/result.json")
+               if json.loads(p.read_text())["parameters"]["SEED"] == seed]
+    assert len(folders) == 1, f"seed {seed}: {folders}"
+    return [json.loads(line) for line in (folders[0] / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_seeds_run_concurrently_in_worker_processes_and_resume(monkeypatch, tmp_path, tmp_results, headless):
+    """Real processes: seeds 0,1 with --jobs 2 meet at a rendezvous (so they ran at once, in two
+    processes); a second call with seeds 0 1 2 resumes 0 and 1 from their final checkpoints (no
+    epoch trained again) and searches 2 from scratch."""
+    meeting = tmp_path / "rendezvous"
+    meeting.mkdir()
+    monkeypatch.setenv("OPTNB_TEST_RENDEZVOUS", str(meeting))
+    monkeypatch.setattr(search_command, "run_seed", _seed_after_rendezvous)
+    common = ["--space", "darts", "--profile", "smoke", "--epochs", "1", "--jobs", "2"]
+    assert cli.main(["search", *common, "--seeds", "0,1"]) == 0
+    pids = {p.name: p.read_text() for p in meeting.iterdir()}
+    assert sorted(pids.values()) == ["0", "1"] and str(os.getpid()) not in pids  # two workers
+    first = {seed: _log(tmp_results, seed) for seed in (0, 1)}
+    assert all([r["epoch"] for r in log if r["kind"] == "epoch"] == [1] for log in first.values())
+    last = {seed: [r for r in log if r["kind"] == "epoch"][-1] for seed, log in first.items()}
+    assert last[0]["alpha_normal"] != last[1]["alpha_normal"]  # two seeds, two searches
+
+    monkeypatch.undo()  # the real seed task, without the rendezvous
+    monkeypatch.setenv("OPTNB_PROFILE", "smoke")
+    monkeypatch.setenv("OPTNB_HEADLESS", "1")
+    monkeypatch.setenv("OPTNB_RESULTS", str(tmp_results))
+    assert cli.main(["search", *common, "--seeds", "0", "1", "2"]) == 0
+    for seed in (0, 1):
+        log = _log(tmp_results, seed)
+        assert [r for r in log if r["kind"] == "epoch"] == [r for r in first[seed] if r["kind"] == "epoch"]
+        assert [r["start_epoch"] for r in log if r["kind"] == "search"] == [0, 1]  # resumed at the end
+    assert [r["epoch"] for r in _log(tmp_results, 2) if r["kind"] == "epoch"] == [1]
+
+
+def test_seeds_take_commas_or_spaces_and_refuse_bad_lists(monkeypatch, capsys):
+    launched = []
+    monkeypatch.setattr(search_command, "run_seeds", lambda args: launched.append(args.seeds) or 0)
+    assert cli.main(["search", "--seeds", "0,1", "3", "--profile", "smoke"]) == 0
+    assert launched == [[0, 1, 3]]
+    for bad, message in (("0,,1", "ints separated by commas or spaces"), ("0,x", "must be an int"),
+                         ("-1", "must be >= 0")):
+        assert cli.main(["search", "--seeds", bad]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_a_seed_process_reports_bad_input_as_one_line(capsys, tmp_results, headless):

@@ -102,6 +102,27 @@ def bounded(option: str, kind: type = int, lo: float | None = None, hi: float | 
     return convert
 
 
+def int_list(option: str, lo: int, hi: int) -> Callable[[str], list[int]]:
+    """An argparse ``type`` for a list of ints given as ``0,1,2`` (and, with ``nargs="+"``, as
+    ``0 1 2``; :func:`flatten` joins the two forms): each one bounded as :func:`bounded` does."""
+    one = bounded(option, int, lo, hi)
+
+    def convert(raw: str) -> list[int]:
+        items = [item.strip() for item in raw.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{option} takes ints separated by commas or spaces "
+                                             f"(e.g. {option} 0,1,2,3), got {raw!r}")
+        return [one(item) for item in items]
+
+    convert.__name__ = "int list"
+    return convert
+
+
+def flatten(groups: list[list[int]] | None) -> list[int] | None:
+    """``[[0, 1], [2]]`` (``--seeds 0,1 2``) -> ``[0, 1, 2]``; None stays None."""
+    return None if groups is None else [item for group in groups for item in group]
+
+
 def add_run_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     """``--profile --device --dataset --seed --epochs --results --run-id``: the parameters every
     producing notebook shares, so that a command and its notebook share one run folder. Their

@@ -1,7 +1,7 @@
 """``optnb search``: search a cell (paper §9; notebook 08 without Jupyter).
 
     optnb search --space hb --init hb --order 1 --profile paper --dataset cifar10 --seed 2
-    optnb search --space agd --seeds 0 1 2 3 --jobs 4       # one process per seed
+    optnb search --space agd --seeds 0,1,2,3 --jobs 4       # one process per seed
     optnb search --space hb --partial-channels 4            # PC-DARTS: 1/4 of the channels
     optnb search --space darts --max-skip 2 --early-stop darts+   # the collapse remedies
     torchrun --nproc_per_node 4 -m optnb search --space hb   # data parallel; the batch is global
@@ -28,6 +28,8 @@ from optnb.cli.common import (
     add_run_options,
     bounded,
     exit_code,
+    flatten,
+    int_list,
     run_parameters,
 )
 from optnb.experiments.workers import WorkerPool
@@ -52,14 +54,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stable-epochs", type=int, default=10, metavar="N",
                    help="darts+: stop when the alpha ranking is unchanged N epochs (0: off)")
     add_run_options(p)
-    p.add_argument("--seeds", type=bounded("--seeds", int, 0, SEED_MAX), nargs="+", default=None,
-                   help="several seeds, each in its own process")
+    p.add_argument("--seeds", type=int_list("--seeds", 0, SEED_MAX), nargs="+", default=None,
+                   help="several seeds (0,1,2,3 or 0 1 2 3), each in its own process")
     p.add_argument("--jobs", type=bounded("--jobs", int, 1, MAX_PROCESSES), default=1,
                    help="processes at once with --seeds")
     p.add_argument("--no-resume", action="store_true", help="start over, replacing a checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
+    args.seeds = flatten(args.seeds)
     if args.seeds:
         if distributed_world() > 1:
             raise CliError("--seeds starts one process per seed; it cannot run under torchrun "
