@@ -126,7 +126,7 @@ def jupyter_lab(
     workdir = Path(workdir)
     root = workdir / "notebooks"
     root.mkdir(parents=True, exist_ok=True)
-    names = list(notebooks) or sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    names = list(notebooks) or sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     for name in names:
         source = Path(name) if Path(name).is_absolute() else REPO / "notebooks" / name
         shutil.copy2(source, root / source.name)

@@ -1,4 +1,4 @@
-"""The training, NAS and beyond-the-paper notebooks (06-10) run headless in the smoke profile through the runner.
+"""The training, NAS and beyond-the-paper notebooks (06-10, 08b) run headless in the smoke profile through the runner.
 
 Each run goes through ``optnb.experiments.runner`` exactly as ``optnb reproduce`` would (papermill,
 kernel ``python3``, ``LIVE="display"``), two at a time, and must record its table values: finite
@@ -23,6 +23,8 @@ RUNS = [
     Run("08_nas_search", {"PROFILE": "smoke", "SPACE": "hb", "INIT": "hb", "SEED": 0}),
     Run("09_nas_evaluate", {"PROFILE": "smoke", "GENOTYPE": "DARTS_V2", "SEED": 0}),
     Run("10_beyond_the_paper_design", {"PROFILE": "smoke", "SEED": 0}),
+    # runs the searches of its seeds it does not find (in 2 worker processes), then compares them
+    Run("08b_search_stability", {"PROFILE": "smoke", "ROWS": "hb_init", "SEEDS": "0,1", "JOBS": 2}),
 ]
 
 
@@ -91,3 +93,18 @@ def test_10_records_the_beyond_the_paper_checks_and_study(executed):
     reversible, ordinary = by_depth("reversible_saved_bytes"), by_depth("ordinary_saved_bytes")
     assert max(reversible) <= 1.1 * min(reversible) and ordinary == sorted(ordinary)
     assert ordinary[-1] > 4 * reversible[-1]
+
+
+def test_08b_searches_the_missing_seeds_and_records_their_agreement(executed):
+    result = executed["08b_search_stability"]
+    values = _values(result)
+    assert values["seeds"] == [0, 1]
+    for kind in ("normal", "reduce"):
+        assert -1.0 <= values[f"hb_init_mean_tau_{kind}"] <= 1.0
+        assert 0.0 <= values[f"hb_init_agreement_{kind}"] <= 1.0
+    assert values["hb_init_params_spread_m"] >= 0.0
+    runs = result.sidecar_path.parent.parent  # the searches it ran sit beside it, complete
+    searches = [read_sidecar(p) for p in runs.iterdir() if p.name.startswith("08_nas_search-")]
+    ran = {s["parameters"]["SEED"] for s in searches
+           if s["parameters"].get("INIT") == "hb" and s["parameters"].get("DATASET") == "auto"}
+    assert ran == {0, 1} and all(s["status"] == "complete" for s in searches)

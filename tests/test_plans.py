@@ -26,8 +26,10 @@ def test_smoke_plan_is_the_representative_subset():
     plan = build("smoke", seeds=5)  # smoke always uses one seed
     assert plan.seeds == (0,)
     by_nb = Counter(r.notebook for r in plan.runs)
+    # searches: the 4 Table 4 rows with seed 0, and seed 1 for notebook 08b's stability study
     assert by_nb == {**{nb: 1 for nb in plans.NOTEBOOKS_SUITE}, plans.NB_CIFAR: 4,
-                     plans.NB_IMAGENET: 2, plans.NB_SEARCH: 4, plans.NB_EVALUATE: 5}
+                     plans.NB_IMAGENET: 2, plans.NB_SEARCH: 8, plans.NB_EVALUATE: 5,
+                     "08b_search_stability": 1}
     cells = {(r.target.table, r.target.row, r.target.column, r.target.role)
              for r in plan.runs if r.target}
     assert {(t, row) for t, row, _, _ in cells} == {
@@ -100,7 +102,7 @@ def test_dry_run_description_and_estimates():
     plan = build("smoke")
     text = plan.describe(jobs=2)
     assert text.splitlines()[0].startswith("plan: profile=smoke seeds=[0]")
-    assert "stage 1: 5 run(s)" in text and "table5/agd" in text
+    assert "stage 1: 6 run(s)" in text and "table5/agd" in text  # 5 evaluations and notebook 08b
     assert "estimate: ~" in text and "2-core CPU" in text
     one, two = plan.estimate_s(jobs=1), plan.estimate_s(jobs=2)
     assert two < one < sum(r.estimate_s for r in plan.runs) + 1  # stages bound the parallelism

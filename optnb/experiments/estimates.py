@@ -10,7 +10,7 @@ minute. No GPU number here was measured yet: replace them with measurements.
 
 from __future__ import annotations
 
-from optnb.experiments import beyond
+from optnb.experiments import beyond, beyond_nas
 from optnb.experiments.targets import NB_CIFAR, NB_EVALUATE, NB_IMAGENET, NB_SEARCH, Target
 
 ESTIMATE_BASIS = {
@@ -41,7 +41,9 @@ def estimate_run_s(profile: str, notebook: str, target: Target | None) -> float:
         return _SMOKE_S.get(notebook, _SMOKE_S["theory"])
     if target is None:  # theory notebooks do not scale with the profile much
         return 60.0
-    row = beyond.variant(target.row).model if target.table == beyond.TABLE.name else target.row
+    row = (beyond.variant(target.row).model if target.table == beyond.TABLE.name
+           else beyond_nas.variant(target.row).search if target.table == beyond_nas.TABLE.name
+           else target.row)
     if notebook == NB_CIFAR:
         seconds = 300 * _CIFAR_EPOCH_S.get(row, 10.0)
     elif notebook == NB_IMAGENET:

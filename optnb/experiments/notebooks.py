@@ -16,7 +16,8 @@ from typing import Any
 
 from optnb.paths import notebooks_dir
 
-NAME_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+#: ``NN_name.ipynb``, or ``NNx_name.ipynb`` for a notebook that follows ``NN`` (``08b_search_stability``)
+NAME_PATTERN = re.compile(r"^\d\d[a-z]?_[a-z0-9_]+\.ipynb$")
 
 
 class UnknownNotebookError(KeyError):
@@ -52,7 +53,7 @@ def list_notebooks(directory: str | os.PathLike | None = None) -> list[Path]:
 
 
 def find_notebook(name: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
-    """Resolve ``"00_tour"``, ``"00"``, ``"00_tour.ipynb"`` or a path to an existing notebook.
+    """Resolve ``"00_tour"``, ``"00"``, ``"08b"``, ``"00_tour.ipynb"`` or a path to an existing notebook.
 
     Raises :class:`UnknownNotebookError` naming the valid stems when nothing matches.
     """
@@ -65,7 +66,7 @@ def find_notebook(name: str | os.PathLike, directory: str | os.PathLike | None =
     exact = [p for p in known if p.stem == stem]
     if exact:
         return exact[0]
-    by_prefix = [p for p in known if re.fullmatch(r"\d\d", stem) and p.stem.startswith(stem + "_")]
+    by_prefix = [p for p in known if re.fullmatch(r"\d\d[a-z]?", stem) and p.stem.startswith(stem + "_")]
     if len(by_prefix) == 1:
         return by_prefix[0]
     valid = ", ".join(p.stem for p in known) or "(none found)"

@@ -18,7 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -122,6 +122,15 @@ def _rows(columns: tuple[Column, ...], spec: list[tuple]) -> tuple[Row, ...]:
 
 
 _MINE = {"reproducible": True}
+def unpublished_table(name: str, title: str, caption: str, columns: tuple[Column, ...],
+                      rows: Iterable[tuple[str, str]], notes: tuple[str, ...] = ()) -> Table:
+    """A table of ours with no published number: ``rows`` are ``(key, label)``, each reproducible
+    and with every value None (the beyond-the-paper tables)."""
+    empty = MappingProxyType(dict.fromkeys(c.key for c in columns))
+    return Table(name=name, title=title, caption=caption, columns=columns,
+                 rows=tuple(Row(key, label, empty, reproducible=True) for key, label in rows), notes=notes)
+
+
 _OURS = {"reproducible": True, "ours": True}
 
 # --- Table 1: CIFAR error rates (%), section 8 ------------------------------------------------

@@ -17,6 +17,10 @@ Per profile (the sizes inside each run come from the notebooks' own areas, keyed
 * ``beyond`` (quick and paper only; not from the paper): the variants of
   ``optnb.experiments.beyond`` and their Table 1 baselines on CIFAR-10+ and CIFAR-100+. The smoke
   profile covers them in notebook 10 instead.
+* ``beyond_nas`` (not from the paper): notebook ``08b_search_stability`` over the searches of the
+  Table 4 rows under ``beyond_nas.STABILITY_SEEDS`` seeds (at least ``N``; smoke: its Table 4 rows,
+  2 seeds, which shows the machinery only); with quick and paper also the NAS variants of
+  ``optnb.experiments.beyond_nas`` (search + evaluation, ``N`` seeds) and their Table 4 rows.
 
 The inverse map, :func:`target_of`, turns a finished run's sidecar back into its table cell; the
 tables never depend on the plan that produced a run, only on its recorded parameters.
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from optnb.experiments import beyond, paper
+from optnb.experiments import beyond, beyond_nas, paper, seeds
 from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.results import run_id_for
@@ -44,21 +48,17 @@ from optnb.experiments.targets import (
     P_AUGMENT,
     P_DATASET,
     P_GENOTYPE,
-    P_INIT,
     P_MODEL,
     P_MODEL_OPTIONS,
-    P_ORDER,
     P_SEARCH_RUN,
-    P_SPACE,
     P_TASK,
-    SEARCH_ROWS,
     TORCHRUN_NOTEBOOKS,
     TRANSFER_ROWS,
     Target,
 )
 from optnb.specs import PROFILES
 
-SUITES = ("notebooks", "table1", "table2", "table3", "table4", "table5", "beyond")
+SUITES = ("notebooks", "table1", "table2", "table3", "table4", "table5", "beyond", "beyond_nas")
 
 NOTEBOOKS_SUITE = (
     "00_tour",
@@ -314,20 +314,50 @@ class _Builder:
     def table3(self) -> None:
         """Table 3 needs no runs: the report checks the operation registry against the paper."""
 
-    def _search(self, row: str, seed: int, suite: str) -> PlannedRun:
-        space, init, order = SEARCH_ROWS[row]
-        params = {P_SPACE: space, P_INIT: init, P_ORDER: order,
+    def _search(self, row: str, seed: int, suite: str, variant: beyond_nas.NasVariant | None = None) -> PlannedRun:
+        """The search of Table 4 row ``row`` (or of ``variant``, a row of ``beyond_nas``)."""
+        params = dict(seeds.search_run(row, seed, self.profile, self._dataset("cifar10")).parameters)
+        params.pop("PROFILE")
+        target = Target("table4", row, None, "search")
+        if variant is not None:
+            params.update(variant.options)
+            target = Target(beyond_nas.TABLE.name, variant.key, None, "search")
+        return self._add(NB_SEARCH, params, suite, target)
+
+    def _evaluate(self, search: PlannedRun, seed: int, suite: str) -> PlannedRun:
+        """The CIFAR-10 evaluation of ``search``'s genotype (its Table 4 or ``beyond_nas`` row)."""
+        assert search.target is not None
+        params = {P_TASK: "cifar10", P_SEARCH_RUN: search.run_id, P_GENOTYPE: "",
                   P_DATASET: self._dataset("cifar10"), "SEED": seed}
-        return self._add(NB_SEARCH, params, suite, Target("table4", row, None, "search"))
+        target = Target(search.target.table, search.target.row, None, "evaluate")
+        return self._add(NB_EVALUATE, params, suite, target, needs=(search.run_id,))
 
     def table4(self) -> None:
         for row in _rows("table4", self.profile):
             for seed in self.plan.seeds:
-                search = self._search(row, seed, "table4")
-                params = {P_TASK: "cifar10", P_SEARCH_RUN: search.run_id, P_GENOTYPE: "",
-                          P_DATASET: self._dataset("cifar10"), "SEED": seed}
-                self._add(NB_EVALUATE, params, "table4", Target("table4", row, None, "evaluate"),
-                          needs=(search.run_id,))
+                self._evaluate(self._search(row, seed, "table4"), seed, "table4")
+
+    def beyond_nas(self) -> None:
+        """Notebook 08b over the Table 4 rows' searches under several seeds; with quick and paper
+        also each NAS variant and the Table 4 rows it is read against (search + evaluation)."""
+        count = max(beyond_nas.STABILITY_SEEDS[self.profile], len(self.plan.seeds))
+        study_seeds = tuple(range(count))
+        rows = _rows("table4", self.profile)
+        searches = [self._search(row, s, "beyond_nas") for row in rows for s in study_seeds]
+        params = {"ROWS": ",".join(rows), "SEEDS": ",".join(map(str, study_seeds)),
+                  P_DATASET: self._dataset("cifar10")}
+        self._add(beyond_nas.STABILITY_NOTEBOOK, params, "beyond_nas",
+                  needs=tuple(r.run_id for r in searches))
+        if self.profile == "smoke":
+            self.plan.notes.append("the beyond-the-paper NAS variants run with the quick and paper "
+                                   f"profiles; at smoke size the suite runs {beyond_nas.STABILITY_NOTEBOOK} "
+                                   "only, which shows the machinery (embedded data)")
+            return
+        for v in beyond_nas.VARIANTS:
+            for seed in self.plan.seeds:
+                self._evaluate(self._search(v.search, seed, "beyond_nas", v), seed, "beyond_nas")
+                for row in v.baselines:
+                    self._evaluate(self._search(row, seed, "beyond_nas"), seed, "beyond_nas")
 
     def table5(self) -> None:
         for row in _rows("table5", self.profile):

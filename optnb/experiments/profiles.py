@@ -41,6 +41,7 @@ NOTEBOOK_SPECS: dict[str, str] = {
     "06_train_cifar": "optnb.train.params:NB06",
     "07_train_imagenet": "optnb.train.params:NB07",
     "08_nas_search": "optnb.nas.params:NB08",
+    "08b_search_stability": "optnb.experiments.params:NB08B",
     "09_nas_evaluate": "optnb.nas.params:NB09",
     "10_beyond_the_paper_design": "optnb.train.study:NB10",
     "90_reproduce_tables": "optnb.experiments.params:NB90",

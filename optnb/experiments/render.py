@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from optnb.atomic import write_text
-from optnb.experiments import beyond, paper
+from optnb.experiments import beyond, beyond_nas, paper
 from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, Line, Report
 from optnb.experiments.targets import table as report_table
 from optnb.nas.operations import PRIMITIVES
@@ -149,24 +149,31 @@ BEYOND_HEADER = ("Variant", "Column", "Ours (mean \u00b1 sd)", "n", "Baseline",
                  "Seeds")
 
 
-def beyond_markdown(found_lines: Sequence[Line], baseline_lines: Sequence[Line]) -> str:
-    """The beyond-the-paper variants, each beside its Table 1 baseline measured under the same
-    profile and dataset (``baseline_lines``: Table 1's lines). No paper column, no verdict."""
+NO_BEYOND_RUN = "_No beyond-the-paper run yet (`optnb reproduce --only beyond`, quick or paper)._"
+
+
+def beyond_markdown(found_lines: Sequence[Line], baseline_lines: Sequence[Line],
+                    baselines_of: Callable[[str], Sequence[str]] | None = None,
+                    empty: str = NO_BEYOND_RUN) -> str:
+    """Variants beyond the paper, each beside its baseline rows measured under the same profile and
+    dataset (``baseline_lines``: the lines of the paper table the baselines are rows of; by default
+    Table 1's, with ``beyond``'s baseline of each variant). No paper column, no verdict."""
+    baselines_of = baselines_of or (lambda row: (beyond.variant(row).baseline,))
     baselines = {(x.row, x.column, x.profile, x.dataset): x for x in baseline_lines if x.n}
     body = []
     for line in found_lines:
         if not line.n:
             continue
-        variant = beyond.variant(line.row)
-        base = baselines.get((variant.baseline, line.column, line.profile, line.dataset))
-        delta = None if base is None or base.mean is None else line.mean - base.mean
         status = line.status if line.eligible else f"**{line.status}**"
-        body.append([line.label, report_table(line.table).column(line.column).label, _ours(line),
-                     str(line.n), variant.baseline, _ours(base) if base else "not run",
-                     _diff(delta), status, line.dataset or "\u2014", line.device or "\u2014",
-                     line.seeds or "\u2014"])
+        for baseline in baselines_of(line.row):
+            base = baselines.get((baseline, line.column, line.profile, line.dataset))
+            delta = None if base is None or base.mean is None else line.mean - base.mean
+            body.append([line.label, report_table(line.table).column(line.column).label, _ours(line),
+                         str(line.n), baseline, _ours(base) if base else "not run",
+                         _diff(delta), status, line.dataset or "\u2014", line.device or "\u2014",
+                         line.seeds or "\u2014"])
     if not body:
-        return "_No beyond-the-paper run yet (`optnb reproduce --only beyond`, quick or paper)._"
+        return empty
     return md_table(BEYOND_HEADER, body)
 
 
@@ -207,14 +214,14 @@ def report_markdown(report: Report, title: str = "Reproduction report", header: 
         f"**{c['not_reproduction']} are NOT reproductions** (smoke profile, embedded data "
         "or a reduced schedule) and only show that the pipeline runs."
     )
-    names = [n for n in ("table1", "table2", "table3", "table4", "table5", "beyond")
+    names = [n for n in ("table1", "table2", "table3", "table4", "table5", "beyond", "beyond_nas")
              if n in report.lines or n == "table3"]
     for name in names:
         if name == "table3":
             parts += ["", operations_section()]
             continue
-        if name == "beyond":
-            parts += ["", beyond_section(report)]
+        if name in BEYOND_SECTIONS:
+            parts += ["", BEYOND_SECTIONS[name](report)]
             continue
         t = paper.table(name)
         found = report.lines[name]
@@ -241,3 +248,23 @@ def beyond_section(report: Report) -> str:
         parts += ["", "Model sizes from the code (full size, no training, any profile):", "",
                   sizes_markdown(report.sizes[t.name])]
     return "\n".join(parts)
+
+
+def beyond_nas_section(report: Report) -> str:
+    """The beyond-the-paper NAS table: each variant beside its Table 4 rows, then cell sizes."""
+    t = beyond_nas.TABLE
+    empty = ("_No beyond-the-paper NAS variant run yet (`optnb reproduce --only beyond_nas`, quick or "
+             f"paper); the stability across seeds is in notebook {beyond_nas.STABILITY_NOTEBOOK}._")
+    parts = [f"## {t.title}", "", f"_{t.caption}_", "",
+             beyond_markdown(report.lines.get(t.name, []), report.lines.get("table4", []),
+                             lambda row: beyond_nas.variant(row).baselines, empty)]
+    if report.sizes.get(t.name):
+        parts += ["", "Cell sizes in the evaluation network (C = 36, 20 cells, auxiliary head; any profile):",
+                  "", sizes_markdown(report.sizes[t.name])]
+    parts += ["", f"_{t.notes[-1]}_"]
+    return "\n".join(parts)
+
+
+#: the sections of the tables that are not the paper's, by table name
+BEYOND_SECTIONS: Mapping[str, Callable[[Report], str]] = {
+    beyond.TABLE.name: beyond_section, beyond_nas.TABLE.name: beyond_nas_section}

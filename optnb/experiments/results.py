@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from optnb.atomic import replacing
-from optnb.paths import RUN_ID_MAX, repo_root
+from optnb.paths import RUN_ID_MAX, repo_root, runs_dir
 
 MIMETYPE = "application/vnd.optnb.result+json"
 SIDECAR = "result.json"
@@ -83,6 +83,18 @@ def read_sidecar(run_dir: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def read_sidecars(results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every run under ``<results>/runs/``, keyed by run id (sorted): its sidecar ``result.json``,
+    written the same way by a notebook, ``optnb train`` (also under torchrun), ``optnb search``
+    and ``optnb evaluate``."""
+    found: dict[str, dict[str, Any]] = {}
+    for folder in sorted(p for p in runs_dir(results_dir).glob("*") if p.is_dir()):
+        sidecar = read_sidecar(folder)
+        if sidecar:
+            found[sidecar.get("run_id") or folder.name] = sidecar
+    return found
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from optnb.experiments import beyond
+from optnb.experiments import beyond, beyond_nas
 from optnb.models import count_compute, measure
 from optnb.nas import genotypes
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -45,9 +45,14 @@ def full_size(table: str, row: str, genotype: Any = None) -> dict[str, Any]:
         m = measure(found.model, **found.options)
         return {"params_m": m["params_m"], "flops_g": m["macs_g"],
                 "note": f"baseline {found.baseline}" if found.baseline else ""}
-    if table not in ("table4", "table5"):
+    if table not in ("table4", "table5", beyond_nas.TABLE.name):
         raise LookupError(f"no model sizes for {table!r}; valid: table1, table2, table4, table5, "
-                          f"{beyond.TABLE.name}")
+                          f"{beyond.TABLE.name}, {beyond_nas.TABLE.name}")
+    if table == beyond_nas.TABLE.name:  # a searched cell in Table 4's evaluation network
+        if genotype is None or genotype == "":
+            raise LookupError(f"no searched genotype for {table}/{beyond_nas.variant(row).key} yet "
+                              "(run its search)")
+        table = "table4"
     if genotype is None or genotype == "":
         if row not in PUBLISHED:
             raise LookupError(f"no searched genotype for {table}/{row} yet (run its search)")

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from optnb.experiments import sizes
-from optnb.experiments.results import read_sidecar
-from optnb.experiments.targets import Target, table_names, target_of
+from optnb.experiments.results import read_sidecars
+from optnb.experiments.targets import BEYOND_TABLES, Target, table_names, target_of
 from optnb.experiments.targets import table as report_table
-from optnb.paths import runs_dir
 
 #: Where each table column's number comes from in a run's recorded results (first key found).
 #: ``test_error``/``top1_error``/``top5_error`` are percentages; ``params`` is a count (or M).
@@ -105,18 +104,6 @@ class Line:
 
 # ----------------------------------------------------------------------------------------------
 # Reading runs
-
-
-def read_sidecars(results_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Every run under ``<results>/runs/``, keyed by run id (sorted): its sidecar ``result.json``,
-    written the same way by a notebook, ``optnb train`` (also under torchrun), ``optnb search``
-    and ``optnb evaluate``."""
-    found: dict[str, dict[str, Any]] = {}
-    for folder in sorted(p for p in runs_dir(results_dir).glob("*") if p.is_dir()):
-        sidecar = read_sidecar(folder)
-        if sidecar:
-            found[sidecar.get("run_id") or folder.name] = sidecar
-    return found
 
 
 def _result(results: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, Any] | None:
@@ -299,9 +286,10 @@ def size_rows(table_name: str, found: Sequence[Measurement] = (),
     table = report_table(table_name)
     out = []
     searched: dict[str, Measurement] = {}
+    cells_from = "table4" if table_name in ("table4", "table5") else table_name
     for m in sorted(found, key=lambda m: (m.seed is None, m.seed or 0, m.run_id)):
-        # tables 4-5: the genotype of the lowest-seed search of each row
-        if m.target.table == "table4" and m.target.role == "search" and "genotype" in m.extra:
+        # tables 4-5 (and beyond_nas): the genotype of the lowest-seed search of each row
+        if m.target.table == cells_from and m.target.role == "search" and "genotype" in m.extra:
             searched.setdefault(m.target.row, m)
     for row in table.reproducible_rows:
         source = searched.get(row.key)
@@ -342,9 +330,9 @@ class Report:
         return [x for t in self.lines.values() for x in t]
 
     def counts(self) -> dict[str, int]:
-        """Measured cells of the paper's tables (the beyond-the-paper table is not counted: its
+        """Measured cells of the paper's tables (the beyond-the-paper tables are not counted: their
         cells are never compared with a published number)."""
-        measured = [x for x in self.all_lines if x.n and x.table != "beyond"]
+        measured = [x for x in self.all_lines if x.n and x.table not in BEYOND_TABLES]
         return {
             "measured": len(measured),
             "eligible": sum(x.eligible for x in measured),

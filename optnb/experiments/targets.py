@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import beyond, paper
+from optnb.experiments import beyond, beyond_nas, paper
 
 NB_CIFAR = "06_train_cifar"
 NB_IMAGENET = "07_train_imagenet"
@@ -43,16 +43,21 @@ P_GENOTYPE, P_SEARCH_RUN, P_TASK = "GENOTYPE", "SEARCH_RUN", "TASK"
 P_MODEL_OPTIONS = "MODEL_OPTIONS"
 
 
+#: the report's tables that are not the paper's (never compared with a published number)
+BEYOND_TABLES: Mapping[str, paper.Table] = {beyond.TABLE.name: beyond.TABLE, beyond_nas.TABLE.name: beyond_nas.TABLE}
+
+
 def table_names() -> tuple[str, ...]:
-    """The tables of a report: the paper's tables with numbers, then ``beyond`` (not the paper's)."""
-    return (*paper.table_names(), beyond.TABLE.name)
+    """The tables of a report: the paper's tables with numbers, then ``beyond`` and ``beyond_nas``
+    (not the paper's)."""
+    return (*paper.table_names(), *BEYOND_TABLES)
 
 
 def table(name: str) -> paper.Table:
     """A report table by name: ``paper.table(name)``, or the beyond-the-paper table."""
     key = str(name).strip().lower().replace(" ", "")
-    if key == beyond.TABLE.name:
-        return beyond.TABLE
+    if key in BEYOND_TABLES:
+        return BEYOND_TABLES[key]
     if key in paper.TABLES or key == "table3":  # table3: paper.table says where its data is
         return paper.table(key)
     raise paper.UnknownTableError(
@@ -104,8 +109,7 @@ def target_of(
         keys = {r.key for r in paper.table("table2").reproducible_rows}
         return Target("table2", model) if model in keys else None
     if notebook == NB_SEARCH:
-        row = search_row(params.get(P_SPACE), params.get(P_INIT), params.get(P_ORDER))
-        return Target("table4", row, None, "search") if row else None
+        return _search_target(params, "search")
     if notebook == NB_EVALUATE:
         return _evaluate_target(params, lookup)
     return None
@@ -126,6 +130,18 @@ def _cifar_target(params: Mapping[str, Any]) -> Target | None:
     return Target("table1", model, column)
 
 
+def _search_target(params: Mapping[str, Any], role: str) -> Target | None:
+    """A search's (or its evaluation's) Table 4 row; with options beyond the paper, its
+    ``beyond_nas`` row (None for a combination no row has)."""
+    row = search_row(params.get(P_SPACE), params.get(P_INIT), params.get(P_ORDER))
+    if row is None:
+        return None
+    if not beyond_nas.options_of(params):
+        return Target("table4", row, None, role)
+    found = beyond_nas.variant_of(row, params)
+    return Target(beyond_nas.TABLE.name, found.key, None, role) if found else None
+
+
 def _evaluate_target(params: Mapping[str, Any], lookup: Callable | None) -> Target | None:
     transfer = params.get(P_TASK) == "imagenet"
     table, role = ("table5", "transfer") if transfer else ("table4", "evaluate")
@@ -133,9 +149,10 @@ def _evaluate_target(params: Mapping[str, Any], lookup: Callable | None) -> Targ
     search_id = params.get(P_SEARCH_RUN) or ""
     genotype = params.get(P_GENOTYPE) or ""
     if search_id and lookup is not None:
-        search = lookup(search_id) or {}
-        sp = search.get("parameters") or {}
-        row = search_row(sp.get(P_SPACE), sp.get(P_INIT), sp.get(P_ORDER))
+        searched = _search_target((lookup(search_id) or {}).get("parameters") or {}, role)
+        if searched is not None and searched.table == beyond_nas.TABLE.name:
+            return None if transfer else searched  # the NAS variants are evaluated on CIFAR-10 only
+        row = searched.row if searched is not None else None
     elif genotype in ("DARTS_V2", "DARTS"):
         row = "darts_2nd"
     elif genotype == "DARTS_V1":
