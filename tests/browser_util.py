@@ -184,9 +184,9 @@ def collect_errors(page: Any) -> list[str]:
 
 def open_notebook(page: Any, server: LabServer, name: str, timeout_ms: int = 60_000) -> None:
     """Open JupyterLab, then ``name``, and wait until its kernel has started and is idle."""
-    page.goto(server.url("lab"))
+    page.goto(server.url("lab"), timeout=timeout_ms)
     page.wait_for_selector(".jp-LabShell", timeout=timeout_ms)
-    page.goto(server.url(f"lab/tree/{name}"))
+    page.goto(server.url(f"lab/tree/{name}"), timeout=timeout_ms)
     page.wait_for_selector(".jp-Notebook", timeout=timeout_ms)
     # the overrides start the kernel; should a "Select Kernel" dialog still appear, accept it
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")

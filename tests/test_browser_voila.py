@@ -143,7 +143,9 @@ def test_dragging_a_slider_redraws_the_app(voila: VoilaServer, app: str, tmp_pat
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = _collect_errors(page)
         with _evidence_on_failure(page, voila, tmp_path / f"{Path(app).stem}.png"):
-            page.goto(voila.url(f"voila/render/{app}"))
+            # Voila sends the page while it runs the notebook, and "load" comes after the last cell:
+            # importing torch and drawing took over 30 s (goto's default) on a loaded 2-core box
+            page.goto(voila.url(f"voila/render/{app}"), timeout=180_000)
             slider = page.locator(SLIDER, has_text=label).first
             readout, image = slider.locator(".widget-readout"), page.locator(PLOT).first
             image.wait_for(timeout=120_000)  # the kernel started, ran the cell and drew once
