@@ -32,11 +32,19 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from optnb.experiments import beyond, beyond_nas, paper, seeds
-from optnb.experiments.estimates import ESTIMATE_BASIS, estimate_run_s, format_duration
+from optnb.experiments.costs import Gpu, resolve_gpu
+from optnb.experiments.estimates import (
+    GPU_PROFILES,
+    basis,
+    cost_lines,
+    estimate_run_s,
+    format_duration,
+    run_label,
+)
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.results import run_id_for
 from optnb.experiments.runner import Run, validate_runs
@@ -106,6 +114,7 @@ class Plan:
     suites: tuple[str, ...]
     runs: list[PlannedRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    gpu: Gpu | None = None  # the device the quick/paper estimates are for (``--gpu``)
 
     def add(self, run: PlannedRun) -> None:
         if all(r.run_id != run.run_id for r in self.runs):
@@ -129,8 +138,17 @@ class Plan:
         return [[r for r, k in zip(self.runs, levels) if k == d]
                 for d in range(max(levels, default=-1) + 1)]
 
+    def cost(self) -> None:
+        """Set each run's ``estimate_s`` (``optnb.experiments.estimates``) for ``gpu``. Deferred
+        from ``build`` to the dry run: counting a step's FLOPs can take seconds per model.
+        Plans read from a file keep the file's estimates."""
+        if self.suites != ("plan",):
+            self.runs[:] = [replace(r, estimate_s=estimate_run_s(self.profile, r.notebook, r.target,
+                                                                 self.gpu)) for r in self.runs]
+
     def estimate_s(self, jobs: int = 1) -> float:
-        """Rough wall time: each stage's runs spread over ``jobs`` workers (see ``ESTIMATES``)."""
+        """Rough wall time: each stage's runs spread over ``jobs`` workers (see :meth:`cost`)."""
+        self.cost()
         total = 0.0
         for stage in self.stages():
             work = sum(r.estimate_s for r in stage)
@@ -140,6 +158,7 @@ class Plan:
 
     def describe(self, jobs: int = 1) -> str:
         """The dry-run listing: one line per run plus the estimate and how it was made."""
+        self.cost()
         lines = [
             f"plan: profile={self.profile} seeds={list(self.seeds)} suites={','.join(self.suites)} "
             f"runs={len(self.runs)} jobs={jobs}"
@@ -155,11 +174,14 @@ class Plan:
                 if r.target and r.target.column:
                     cell += f"/{r.target.column}"
                 lines.append(
-                    f"  {r.run_id:<46} {cell:<26} ~{format_duration(r.estimate_s):>8}  {params}"
+                    f"  {r.run_id:<46} {cell:<26} {run_label(self.profile, r.estimate_s):>11}  {params}"
                 )
+        lines += cost_lines(self.profile, self.runs, self.gpu)
+        how = ("estimate_s of the plan file, 60 s where absent" if self.suites == ("plan",)
+               else basis(self.profile, self.gpu))
         lines.append(
             f"estimate: ~{format_duration(self.estimate_s(jobs))} wall with {jobs} job(s) "
-            f"({ESTIMATE_BASIS[self.profile]}; rough, for planning only)"
+            f"({how}; rough, for planning only)"
         )
         return "\n".join(lines)
 
@@ -200,12 +222,15 @@ def build(
     seeds: int | Sequence[int] = 1,
     available: Callable[[str], bool] | None = None,
     make_id: Callable[[str, Mapping[str, Any]], str] | None = None,
+    gpu: str | None = None,
 ) -> Plan:
     """The plan for ``profile`` (smoke | quick | paper), the ``only`` suites and ``seeds``.
 
     ``seeds`` is a count (seeds 0..N-1) or explicit seeds; smoke always uses one seed.
     ``available(name)`` says whether a real dataset is present (default ``optnb.data.available``);
     a missing one is replaced by the embedded dataset and said loudly in ``plan.notes``.
+    ``gpu`` (``costs.GPUS`` or ``current``; default H200) is the device the quick/paper
+    estimates are for.
     """
     if profile not in PROFILES:
         raise PlanError(f"unknown profile {profile!r} for a plan; valid: {', '.join(PROFILES)}")
@@ -221,7 +246,8 @@ def build(
 
         available = data.available
     make_id = make_id or run_id_for
-    plan = Plan(profile=profile, seeds=seed_list, suites=suites)
+    checked = resolve_gpu(gpu) if profile in GPU_PROFILES or str(gpu).lower() != "current" else None
+    plan = Plan(profile=profile, seeds=seed_list, suites=suites, gpu=checked)
     builder = _Builder(plan, available, make_id)
     for suite in suites:
         getattr(builder, suite)()
@@ -261,7 +287,6 @@ class _Builder:
             suite=suite,
             target=target,
             needs=needs,
-            estimate_s=estimate_run_s(self.profile, notebook, target),
         )
         self.plan.add(run)
         return run

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from optnb import data, models
+from optnb.experiments.costs import PEAK_BF16_TFLOPS  # dense bf16 peaks; --peak-tflops overrides
 from optnb.seed import resolve_device
 from optnb.train import recipes
 from optnb.train.engine import FitOptions, fit, make_optimizer
@@ -38,9 +39,6 @@ from optnb.train.steps import ClassifierStep
 
 PAIRS = (("resnet56", "hbnet56"), ("densenet40", "agdnet40"))
 CPU_TARGETS = {"hbnet56/resnet56": 1.10, "agdnet40/densenet40": 1.15}
-#: dense bf16 tensor-core peaks (TFLOP/s) by device-name substring; --peak-tflops overrides.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
-                    "A10": 125.0, "4090": 165.0, "V100": 125.0}
 
 
 class BenchError(ValueError):
