@@ -16,12 +16,18 @@ at several depths ``6 n + 2``:
 reversible and the ordinary gradients, per ``beta`` and depth, in float64 and float32 (the
 reconstruction divides by ``beta`` once per block, see :mod:`optnb.models.reversible`).
 Rows are plain dicts; :func:`run` bundles both tables into a JSON-able report.
+
+For the dress rehearsal of the paper plan on a small machine, :func:`bytes_per_sample` fits one
+training step's peak as ``fixed + per_sample x batch`` (:class:`MemoryPerSample`, whose
+``needs_bytes(batch)`` says what the paper batch needs on a GPU) and :func:`fit_batch` picks the
+largest batch up to the paper's that fits a memory budget.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -90,9 +96,16 @@ def _batch(batch: int, image: int, seed: int, device: torch.device, dtype: torch
     return x.to(device, dtype), torch.randint(0, 10, (batch,), generator=gen).to(device)
 
 
-def _step(model: nn.Module, x: Tensor, y: Tensor) -> None:
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
+def _step(model: nn.Module, x: Tensor, y: Tensor, amp: bool = False, keep_grads: bool = False) -> None:
+    """Forward, cross-entropy, backward; a network returning ``(logits, aux)`` gets both losses
+    (as ``optnb.train.steps.ClassifierStep`` with an auxiliary head); ``amp``: bf16 autocast;
+    ``keep_grads``: backward accumulates into the existing gradients instead of new ones."""
+    if not keep_grads:
+        model.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+    outs = out if isinstance(out, tuple) else (out,)
+    sum(F.cross_entropy(o.float() if amp else o, y) for o in outs).backward()
 
 
 def saved_tensor_bytes(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -115,23 +128,30 @@ def saved_tensor_bytes(model: nn.Module, x: Tensor, y: Tensor) -> int:
     return sum(seen.values())
 
 
-def peak_step_bytes(model: nn.Module, x: Tensor, y: Tensor) -> int:
+def peak_step_bytes(model: nn.Module, x: Tensor, y: Tensor, *, amp: bool = False,
+                    keep_grads: bool = False) -> int:
     """Peak memory of one training step (activations, workspaces and the gradients it allocates)
     above what was allocated before it (parameters, buffers, the batch; no gradients): the
-    allocator's peak on CUDA, the running sum of ``torch.profiler``'s allocation events on CPU."""
+    allocator's peak on CUDA, the running sum of ``torch.profiler``'s allocation events on CPU.
+
+    ``keep_grads``: the gradients exist before the step (allocate them, e.g. as zeros) and
+    backward adds into them, so the peak is the activations' and transients' only."""
     if x.device.type == "cuda":
-        _step(model, x, y)  # warm-up: cuDNN autotuning and workspaces out of the measurement
-        model.zero_grad(set_to_none=True)
+        # warm-up: cuDNN autotuning and workspaces out of the measurement
+        _step(model, x, y, amp, keep_grads)
+        if not keep_grads:
+            model.zero_grad(set_to_none=True)
         torch.cuda.synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         base = torch.cuda.memory_allocated(x.device)
-        _step(model, x, y)
+        _step(model, x, y, amp, keep_grads)
         torch.cuda.synchronize(x.device)
         return torch.cuda.max_memory_allocated(x.device) - base
-    # freed before profiling: the profiler does not see frees of blocks allocated before it started
-    model.zero_grad(set_to_none=True)
+    if not keep_grads:
+        # freed before profiling: the profiler does not see frees of blocks allocated before it started
+        model.zero_grad(set_to_none=True)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        _step(model, x, y)
+        _step(model, x, y, amp, keep_grads)
     # the raw event list: the FunctionEvent view folds allocations into their operators
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
               and e.device_type() == torch.autograd.DeviceType.CPU]
@@ -324,3 +344,184 @@ def error_markdown(report: dict[str, Any]) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     return memory_markdown(report) + "\n" + error_markdown(report)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory per sample: what a paper batch needs, and the largest batch a machine can take
+
+#: the default budget of :func:`fit_batch`: this fraction of the memory available now
+#: (``MemAvailable``), the rest left to the process itself, the data and the loader workers
+BUDGET_FRACTION = 0.5
+GIB = 2**30
+
+
+def _size(b: float) -> str:
+    """Bytes in GiB from 1 GiB up, else in MiB."""
+    return f"{b / GIB:.2f} GiB" if b >= GIB else f"{b / 2**20:.2f} MiB"
+
+
+class MemoryBudgetError(ValueError):
+    """Not even the smallest allowed batch fits the memory budget (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class MemoryPerSample:
+    """One training step's memory as ``fixed + per_sample x batch`` bytes, fitted to two batches.
+
+    ``step_peaks``: the step's measured peak at ``batches`` (:func:`peak_step_bytes` with the
+    gradients allocated before) plus the input batch; ``per_sample_bytes``/``step_fixed_bytes``: the
+    line through them (the fixed part is transients, small); ``state_bytes``: what lives before the
+    step (parameters, buffers, gradients, ``optimizer_copies`` x the trainable parameters).
+    """
+
+    batches: tuple[int, int]
+    step_peaks: tuple[int, int]
+    per_sample_bytes: float
+    step_fixed_bytes: float
+    state_bytes: int
+    image_size: tuple[int, int]
+    device: str
+    dtype: str
+    amp: bool
+    method: str
+
+    @property
+    def fixed_bytes(self) -> float:
+        """Batch-independent bytes: the state plus the step's fixed part (never below the state)."""
+        return self.state_bytes + max(self.step_fixed_bytes, 0.0)
+
+    def activation_bytes(self, batch: int) -> float:
+        """The part of the step's peak that grows with the batch (activations, input, workspaces)."""
+        return self.per_sample_bytes * batch
+
+    def needs_bytes(self, batch: int) -> int:
+        """The memory a step at ``batch`` needs: fixed + per-sample x batch (rounded up)."""
+        return int(math.ceil(self.fixed_bytes + self.activation_bytes(batch)))
+
+    def describe(self, batch: int) -> str:
+        """One line for a report, e.g. "the paper batch of 256 needs about 30.1 GiB ..."."""
+        h, w = self.image_size
+        precision = "bf16 autocast" if self.amp else self.dtype
+        return (f"a batch of {batch} at {h}x{w} px needs about {_size(self.needs_bytes(batch))}: "
+                f"{_size(self.activation_bytes(batch))} per-sample ({_size(self.per_sample_bytes)} x {batch}) + "
+                f"{_size(self.fixed_bytes)} fixed (weights, gradients, optimiser state); {precision}, measured "
+                f"on {self.device} via {self.method} at batches {self.batches[0]} and {self.batches[1]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields plus ``fixed_bytes``."""
+        return {**asdict(self), "fixed_bytes": self.fixed_bytes}
+
+
+def _state_bytes(model: nn.Module, optimizer_copies: int) -> int:
+    """Parameters, buffers, and per trainable parameter a gradient and ``optimizer_copies``."""
+    params = sum(p.nbytes for p in model.parameters())
+    trainable = sum(p.nbytes for p in model.parameters() if p.requires_grad)
+    return params + sum(b.nbytes for b in model.buffers()) + (1 + optimizer_copies) * trainable
+
+
+def bytes_per_sample(model: nn.Module, image_size: int | tuple[int, int], batches: tuple[int, int] = (2, 4), *,
+                     amp: bool = False, optimizer_copies: int = 1, seed: int = 0) -> MemoryPerSample:
+    """Measure one training step of ``model`` (forward, cross-entropy (+ auxiliary head), backward;
+    on its own device and in its dtype, in train mode) at two batches of random ``3 x H x W``
+    images and fit ``fixed + per_sample x batch``. ``optimizer_copies``: optimiser state per
+    trainable parameter (1 for SGD with momentum, the paper's optimiser; 2 for Adam). The steps
+    update BatchNorm's running statistics and leave no gradients: measure a copy if that matters.
+
+    The gradients are allocated before the measured step (and counted in the fixed state): a step
+    that allocates them during backward peaks there at small batches, which would bend the line
+    and underestimate large batches (ResNet-34 at 224 px, batches 1 and 2: 25.8 MiB per sample that
+    way against 30.7 MiB of saved activations alone). So the estimate is an upper bound of a step
+    with ``zero_grad(set_to_none=True)``, tight where activations dominate (the paper batches).
+    What remains of backward's transients (the gradient being added) is at most a few weight
+    tensors: choose ``batches`` where one sample's activations outweigh the largest weight tensor,
+    as the paper's models do from batch 1 (ResNet-110 on CIFAR: 8.03 MiB per sample fitted at
+    batches 1, 2 and 8.06 at 8, 16; ResNet-34 and DenseNet-121 at 224 px: the same at 1, 2 and 2, 4).
+
+    Approximations, stated: the fit is linear (activations are; cuDNN workspaces and allocator
+    rounding are not quite); on CPU the peak is the running sum of ``torch.profiler``'s allocation
+    events (exact bytes asked for), on CUDA the caching allocator's peak (block rounding, cuDNN
+    workspaces, other kernels' choices), so a CPU measurement predicts the GPU's to some tens of
+    per cent, not exactly; bf16 autocast (``amp=True``, the paper recipes on GPU) roughly halves
+    the activations, so measure with the precision the GPU run uses; DDP gradient buckets (about
+    one more copy of the parameters per process), the data loader and the CUDA context are not
+    included.
+    """
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"image_size must be a side or (H, W) >= 1, got {image_size!r}")
+    b1, b2 = batches
+    if not 1 <= b1 < b2:
+        raise ValueError(f"batches must be two sizes 1 <= b1 < b2, got {batches!r}")
+    if optimizer_copies < 0:
+        raise ValueError(f"optimizer_copies must be >= 0, got {optimizer_copies}")
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
+    gen = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.train()
+    peaks = []
+    try:
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        for b in (b1, b2):
+            x = torch.randn(b, 3, *size, generator=gen, dtype=torch.float32).to(device, dtype)
+            y = torch.zeros(b, dtype=torch.long, device=device)  # any valid label: memory does not care
+            peaks.append(peak_step_bytes(model, x, y, amp=amp, keep_grads=True) + x.nbytes)
+            del x, y
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    per_sample = (peaks[1] - peaks[0]) / (b2 - b1)
+    if per_sample <= 0:
+        raise ValueError(f"the step's peak did not grow with the batch ({peaks[0]} B at {b1}, {peaks[1]} B at "
+                         f"{b2}); measure at batches further apart")
+    return MemoryPerSample(
+        batches=(b1, b2), step_peaks=(peaks[0], peaks[1]), per_sample_bytes=per_sample,
+        step_fixed_bytes=peaks[0] - per_sample * b1, state_bytes=_state_bytes(model, optimizer_copies),
+        image_size=(int(size[0]), int(size[1])), device=str(device),
+        dtype=str(dtype).removeprefix("torch."), amp=amp,
+        method="cuda allocator" if device.type == "cuda" else "torch.profiler")
+
+
+def available_memory_bytes() -> int:
+    """Memory available to a new allocation now: ``MemAvailable`` of ``/proc/meminfo`` (Linux),
+    else the free physical pages."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the kernel writes kB (KiB)
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_budget_bytes(fraction: float = BUDGET_FRACTION) -> int:
+    """:data:`BUDGET_FRACTION` of :func:`available_memory_bytes`."""
+    return int(fraction * available_memory_bytes())
+
+
+def fit_batch(paper_batch: int, per_sample: MemoryPerSample, budget_bytes: int | None = None,
+              multiple_of: int = 1) -> int:
+    """The largest batch <= ``paper_batch`` whose step fits ``budget_bytes``
+    (default :func:`default_budget_bytes`): ``paper_batch`` itself when it fits, else the largest
+    multiple of ``multiple_of`` (e.g. the number of processes) that does.
+
+    Raises :class:`MemoryBudgetError` when not even ``multiple_of`` samples fit.
+    """
+    if paper_batch < 1 or multiple_of < 1:
+        raise ValueError(f"fit_batch needs paper_batch >= 1 and multiple_of >= 1, got {paper_batch}, {multiple_of}")
+    budget = default_budget_bytes() if budget_bytes is None else int(budget_bytes)
+    if per_sample.needs_bytes(paper_batch) <= budget:
+        return paper_batch
+    room = budget - per_sample.fixed_bytes
+    batch = int(room // per_sample.per_sample_bytes) if room > 0 else 0
+    batch = min(batch, paper_batch) // multiple_of * multiple_of
+    while batch >= multiple_of and per_sample.needs_bytes(batch) > budget:  # float rounding at the edge
+        batch -= multiple_of
+    if batch < multiple_of:
+        raise MemoryBudgetError(
+            f"not even a batch of {multiple_of} fits the memory budget of {_size(budget)}: it needs "
+            f"{_size(per_sample.needs_bytes(multiple_of))} ({_size(per_sample.fixed_bytes)} fixed)")
+    return batch
