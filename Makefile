@@ -2,6 +2,9 @@
 #   make reproduce   venv + install + every notebook headless (profile auto) + the report in results/
 #   make test        venv + install + the whole test suite (unit, notebooks, distributed, browser)
 #   make lab         JupyterLab on notebooks/
+#   make rehearse    dress rehearsal: every paper run at the paper's configuration for a few steps
+#                    on generated data, killed and resumed (results/rehearsal/report.md; 30 min, 2 cores)
+#   make lock        regenerate requirements.lock, the tested versions `make` installs
 # Teaching (README, "For teachers"):
 #   make student     student/: notebooks 01-05 and 08 with the solutions removed (nbgrader)
 #   make solutions   solutions/: the same notebooks with their solutions (nbgrader's source)
@@ -22,18 +25,39 @@ HERMETIC := JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter/config JUPYTER_DATA_DIR=$(CURD
 	JUPYTER_RUNTIME_DIR=$(CURDIR)/.jupyter/runtime IPYTHONDIR=$(CURDIR)/.jupyter/ipython \
 	MPLCONFIGDIR=$(CURDIR)/.jupyter/mpl PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: venv reproduce test test-unit test-notebooks test-browser lint lab bench clean \
-	student solutions grade site present
+.PHONY: venv lock reproduce test test-unit test-notebooks test-browser lint lab bench clean \
+	student solutions grade site present rehearse
 
-$(STAMP): pyproject.toml
+LOCK   := requirements.lock
+
+# the tested versions (LOCK), then the package itself, editable and without touching them
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --no-cache-dir -q -e ".[dev]"
+	$(BIN)/python -m pip install --no-cache-dir -q -r $(LOCK)
+	$(BIN)/python -m pip install --no-cache-dir -q --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
+# regenerate LOCK from pyproject.toml's ranges (newest versions that fit; pins already in LOCK are
+# kept while they still fit; `make lock UPGRADE=1` moves every pin to the newest). pip-tools lives in
+# its own venv under $(VENV), so the project's venv keeps its pip.
+LOCK_TOOLS := $(VENV)/pip-tools
+lock:
+	@test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && \
+		$(LOCK_TOOLS)/bin/python -m pip install -q pip-tools==7.7.0; }
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile -q --extra dev --strip-extras \
+		--allow-unsafe --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--output-file $(LOCK) pyproject.toml
+	@{ echo "# The tested versions for $$($(PYTHON) -c 'import platform as p; print(p.system(), p.machine(), \
+		"CPython", p.python_version())'): make installs them (docs/reproduce.md, Tested versions)."; \
+		cat $(LOCK); } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+
 reproduce: venv
 	$(HERMETIC) $(BIN)/optnb reproduce --profile $(PROFILE) --jobs $(JOBS)
+
+rehearse: venv
+	$(HERMETIC) $(BIN)/optnb reproduce --profile paper --rehearse --jobs $(JOBS)
 
 test: test-unit test-notebooks test-browser
 

@@ -24,14 +24,21 @@
 # 6. `optnb bench --suite memory`: the reversible HBNet against the ordinary one, n = 9 ... 144
 #    blocks per stage: saved bytes, the allocator's peak (`max_memory_allocated`), time per step,
 #    and the gradient error per beta and depth in float64 and float32.
+# 7. `optnb bench --suite compile`: eager against compiled (torch.compile, Inductor) against graphed
+#    (reduce-overhead: CUDA graphs) training steps of resnet56/hbnet56/densenet40/agdnet40 and the
+#    DARTS_V2 evaluation network (C = 36, 20 cells, batch 96), bf16, interleaved: step times,
+#    speed-ups over today's eager channels_last step, compile time and the steps it takes to pay,
+#    peak memory, the HBNet/ResNet and AGDNet/DenseNet ratios (compile-latest.{json,md}).
 # A failed step does not stop the later ones (one device session yields every number); the exit
 # status is 1 when any step failed. Writes, under $OUT: environment.txt, summary.txt (exit status
 # and seconds of each step), device_checks.{xml,log}, bench-<stamp>.{json,md} and latest.{json,md}
 # (models), nas-latest.json, nas-order2-latest.json, nas-epoch-latest.json, nas-partial-latest.json,
-# memory-latest.json and one .log per step.
+# memory-latest.json, compile-latest.{json,md} and one .log per step.
 # Installs nothing: it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on
 # PYTHONPATH (pytest must be installed there). Expected wall time on one H200: a few minutes
-# (about 5; most of it the timed epochs). The CPU dry run takes about 3 minutes on 2 cores.
+# (about 5; most of it the timed epochs), plus the compile suite's 10 Inductor compilations (an
+# estimate, never measured: 10-15 minutes). The CPU dry run takes about 3 minutes on 2 cores, plus
+# about 1.5 for the compile suite.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,6 +65,8 @@ if [[ "$DRY_RUN" != 0 ]]; then
   MODELS_ARGS=(--quick --pair resnet8:hbnet8)  # CPU bench sizes, one small pair
   EPOCH_ARGS=(--epoch-images 256)
   MEMORY_ARGS=(--quick)
+  # tiny models, traced without C++ code generation (Inductor's CPU compile would take minutes)
+  COMPILE_ARGS=(--quick --models resnet8,hbnet8,darts_v2 --compile aot_eager)
 else
   DEVICE=cuda
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
@@ -65,6 +74,7 @@ else
   MODELS_ARGS=()
   EPOCH_ARGS=()
   MEMORY_ARGS=()
+  COMPILE_ARGS=(--models resnet56,hbnet56,densenet40,agdnet40,darts_v2)
 fi
 
 {
@@ -114,6 +124,8 @@ step bench_epoch "$PYTHON" -m optnb bench --suite nas --epoch --device "$DEVICE"
 step bench_partial "$PYTHON" -m optnb bench --suite nas --partial 4 --device "$DEVICE" --out "$OUT"
 step bench_memory "$PYTHON" -m optnb bench --suite memory --device "$DEVICE" --out "$OUT" \
   "${MEMORY_ARGS[@]}"
+step bench_compile "$PYTHON" -m optnb bench --suite compile --device "$DEVICE" --out "$OUT" \
+  "${COMPILE_ARGS[@]}"
 
 echo "gpu_check: exit $status; results in $OUT"
 cat "$OUT/summary.txt"

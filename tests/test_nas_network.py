@@ -11,7 +11,7 @@ from optnb.nas.network import (
     NetworkCIFAR,
     NetworkImageNet,
     count_parameters,
-    drop_path,
+    drop_masks,
     drop_path_schedule,
 )
 from optnb.nas.operations import FactorizedReduce, Identity, NegIdentity
@@ -75,13 +75,15 @@ def test_arity_3_genotype_compiles_and_runs():
     assert net(torch.randn(2, 3, 16, 16))[0].shape == (2, 10)
 
 
-def test_drop_path_preserves_the_expectation():
+def test_drop_masks_preserve_the_expectation():
     gen = torch.Generator().manual_seed(0)
-    x = torch.ones(20000, 1, 1, 1, dtype=torch.float64)
-    y = drop_path(x, 0.2, generator=gen)
+    y = drop_masks(2, 5, 2000, 0.2, torch.device("cpu"), generator=gen)
+    assert y.shape == (2, 5, 2000)
     assert set(torch.unique(y).tolist()) == {0.0, 1.25}
     assert y.mean().item() == pytest.approx(1.0, abs=0.02)  # 5 sigma is about 0.014
-    assert drop_path(x, 0.0) is x
+    before = gen.get_state()
+    assert torch.equal(drop_masks(2, 5, 3, 0.0, torch.device("cpu"), generator=gen), torch.ones(2, 5, 3))
+    assert torch.equal(gen.get_state(), before)  # p = 0 draws nothing
     assert drop_path_schedule(0, 600) == 0.0
     assert drop_path_schedule(300, 600) == pytest.approx(0.1)
 
@@ -102,7 +104,7 @@ def test_drop_path_skips_identity_and_optionally_negative_identity(exempt_negati
     torch.manual_seed(0)
     s0, s1 = torch.randn(64, 4, 4, 4), torch.randn(64, 4, 4, 4)
     with torch.no_grad():
-        out = cell(s0, s1, drop_prob=0.999999)
+        out = cell(s0, s1, drop_masks(1, len(cell.ops), 64, 0.999999, torch.device("cpu"))[0])
         x0, x1 = cell.preprocess0(s0), cell.preprocess1(s1)
     node0 = out[:, :4]
     expected = x1 if dropped_negative else x1 - x0

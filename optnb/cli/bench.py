@@ -8,9 +8,14 @@ never absolute gates. ``--suite nas --epoch`` times one whole search epoch inste
 size on CUDA) and extrapolates it to the 50-epoch search in GPU-days. ``--suite nas --partial K``
 compares PC-DARTS's partial channels (1/K of the channels through the mixed ops) with the full
 supernet in each space: step time and peak memory, interleaved, full / partial ratios.
+``--suite compile`` sets eager against compiled training steps (``torch.compile``; channels_last;
+CUDA graphs on a GPU) of each model (``--models``, default resnet56, hbnet56, densenet40,
+agdnet40, the DARTS_V2 evaluation network and the search supernet): step times, speed-ups,
+compile time and the steps it takes to pay, peak memory, the pair ratios.
 
 Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``,
-``nas-epoch-latest.json``, ``nas-partial-latest.json`` and ``memory-latest.json`` under ``--out``
+``nas-epoch-latest.json``, ``nas-partial-latest.json``, ``memory-latest.json`` and
+``compile-latest.json/.md`` under ``--out``
 (default ``results/bench``).
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from optnb.atomic import write_text
@@ -25,9 +31,9 @@ from optnb.cli.common import SEED_MAX, CliError, bounded
 from optnb.paths import ensure_dir, results_dir
 
 NAME = "bench"
-HELP = ("benchmarks: model pairs and the engine (models), the NAS search step (nas) or the "
-        "reversible HBNet's memory (memory)")
-SUITES = ("models", "nas", "memory")
+HELP = ("benchmarks: model pairs and the engine (models), the NAS search step (nas), the "
+        "reversible HBNet's memory (memory) or eager against compiled steps (compile)")
+SUITES = ("models", "nas", "memory", "compile")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +56,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "on CUDA, 512 on CPU)")
     p.add_argument("--peak-tflops", type=bounded("--peak-tflops", float, 0, above=True), default=None,
                    help="peak bf16 TFLOP/s for MFU (> 0)")
+    p.add_argument("--models", default=None, metavar="A,B,...",
+                   help="compile: the models (CIFAR nets, darts_v2, supernet; default: resnet56, "
+                        "hbnet56, densenet40, agdnet40, darts_v2, supernet)")
+    p.add_argument("--batch", type=bounded("--batch", int, 1), default=None,
+                   help="compile: the batch of every model (default: 32 CIFAR nets, 16 darts_v2 "
+                        "on the CPU)")
+    p.add_argument("--steps", type=bounded("--steps", int, 1), default=None,
+                   help="compile: timed rounds (default: 15 on the CPU, 3 with --quick)")
+    p.add_argument("--compile", default="on", metavar="SPEC",
+                   help="compile: how the compiled variants compile (on, a torch.compile mode or "
+                        "backend, e.g. aot_eager; default on)")
+    p.add_argument("--warm-cache", action="store_true",
+                   help="compile: reuse Inductor's on-disk caches (default: empty ones, so the "
+                        "compile time is a first run's)")
     p.add_argument("--out", default=None, help="output folder (default: results/bench)")
     p.add_argument("--seed", type=bounded("--seed", int, 0, SEED_MAX), default=0)
 
@@ -79,6 +99,24 @@ def run(args: argparse.Namespace) -> int:
     # checked before minutes of timing: one line if the folder cannot be written
     out = ensure_dir(Path(args.out) if args.out else results_dir() / "bench", what="bench output folder",
                      options="--out")
+    compile_only = [o for o, v in (("--models", args.models), ("--batch", args.batch),
+                                   ("--steps", args.steps), ("--compile", args.compile != "on"),
+                                   ("--warm-cache", args.warm_cache))
+                    if v]
+    if compile_only and args.suite != "compile":
+        raise CliError(f"{', '.join(compile_only)}: use with --suite compile")
+    if args.suite == "compile":
+        from optnb.train import compile_bench
+
+        report = compile_bench.run(args.device, args.quick, compile_bench.parse_models(args.models),
+                                   spec=args.compile, batch=args.batch, steps=args.steps,
+                                   seed=args.seed, cold_cache=not args.warm_cache)
+        js, md = compile_bench.write(report, out)
+        print(f"wrote {js} and {md}")
+        bad = compile_bench.failed(report)
+        for line in bad:
+            print(f"optnb: failed: {line}", file=sys.stderr)
+        return 1 if bad else 0
     if args.epoch and args.suite != "nas":
         raise CliError("--epoch times a NAS search epoch: use it with --suite nas")
     if args.suite == "memory":

@@ -124,7 +124,8 @@ def flatten(groups: list[list[int]] | None) -> list[int] | None:
 
 
 def add_run_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
-    """``--profile --device --dataset --seed --epochs --results --run-id``: the parameters every
+    """``--profile --device --dataset --seed --epochs --results --run-id`` (and ``--compile``, how
+    the step runs, not what the run is): the parameters every
     producing notebook shares, so that a command and its notebook share one run folder. Their
     values are checked by ``resolve`` with the notebook's own specs (the same one-line errors)."""
     p.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
@@ -140,6 +141,27 @@ def add_run_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--run-id", default="", help="run folder name under <results>/runs/ (default: "
                                                 "notebook + hash of the parameters, as the "
                                                 "notebook would use)")
+    p.add_argument("--compile", type=compile_option, nargs="?", const=True, default=None,
+                   help="torch.compile the training step: on | off | a mode (reduce-overhead, "
+                        "max-autotune) (default: the profile's choice: training and evaluation "
+                        "compile in quick and paper)")
+
+
+def compile_option(text: str) -> bool | str:
+    """``--compile`` text, checked (``optnb.train.compiling``)."""
+    from optnb.train import compiling  # deferred: torch
+
+    try:
+        return compiling.parse(text)
+    except compiling.CompileOptionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def compile_choice(args: argparse.Namespace, profile: str, task: str) -> bool | str:
+    """``--compile`` when given, else the profile's default for ``task``."""
+    from optnb.train import compiling
+
+    return args.compile if args.compile is not None else compiling.default_for(profile, task)
 
 
 def run_parameters(args: argparse.Namespace) -> dict[str, Any]:

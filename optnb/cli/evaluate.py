@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from optnb.cli.common import add_run_options, run_parameters
+from optnb.cli.common import add_run_options, compile_choice, run_parameters
 
 NAME = "evaluate"
 HELP = "train a searched or named cell from scratch (notebook 09 without Jupyter)"
@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     with registered(cfg):  # claims the run folder, writes the sidecar; a failure marks it failed
         train, test, num_classes = eval_loaders(cfg, settings)
         result = train_genotype(genotype, settings, train, test, cfg.device, cfg.run_dir,
-                                resume=not args.no_resume, num_classes=num_classes)
+                                resume=not args.no_resume, num_classes=num_classes,
+                                compile=compile_choice(args, cfg.profile, "evaluate"))
         for name, value, unit in eval_summary(result, cfg.task, source):
             record(name, value, unit)
         mark_complete(cfg.run_dir)

@@ -27,6 +27,7 @@ from optnb.cli.common import (
     Parser,
     add_run_options,
     bounded,
+    compile_choice,
     exit_code,
     flatten,
     int_list,
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         with registered(cfg, register=info.is_main):  # claims the run folder, writes the sidecar
             images, labels = load_search_data(cfg)
             result = search(settings, images, labels, device if info.enabled else cfg.device,
-                            cfg.dataset, cfg.run_dir, resume=not args.no_resume)
+                            cfg.dataset, cfg.run_dir, resume=not args.no_resume,
+                            compile=compile_choice(args, cfg.profile, "search"))
             if info.is_main:
                 for name, value, unit in search_summary(result):
                     record(name, value, unit)

@@ -23,7 +23,14 @@ import math
 import os
 from typing import Any
 
-from optnb.cli.common import MAX_PROCESSES, CliError, add_run_options, bounded, run_parameters
+from optnb.cli.common import (
+    MAX_PROCESSES,
+    CliError,
+    add_run_options,
+    bounded,
+    compile_choice,
+    run_parameters,
+)
 
 NAME = "train"
 HELP = "train one Table 1/2 row (notebooks 06/07 without Jupyter; works under torchrun)"
@@ -52,8 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run's checkpoint")
     p.add_argument("--stop-after", type=bounded("--stop-after", int, 1, 10_000), default=None,
                    metavar="N", help="stop after N epochs in total (1 to 10000)")
-    p.add_argument("--compile", nargs="?", const=True, default=False,
-                   help="torch.compile the model (optionally a mode, e.g. max-autotune)")
     p.add_argument("--workers", type=bounded("--workers", int, 0, MAX_PROCESSES), default=4,
                    help=f"ImageNet decoding processes (0: in this process; at most {MAX_PROCESSES})")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from optnb import models
     from optnb.experiments import resolve, rows
     from optnb.experiments.profiles import registered
+    from optnb.experiments.rehearsal_overlay import expected_epochs
     from optnb.experiments.results import mark_complete
     from optnb.seed import resolve_device
     from optnb.train import ProgressCallback, distributed, train_row
@@ -109,12 +115,12 @@ def run(args: argparse.Namespace) -> int:
                       f"lr {plan.recipe.lr:g}, recipe {plan.recipe.name} -> {cfg.run_dir}", flush=True)
             callbacks = [] if args.quiet else [ProgressCallback("off", total=plan.epochs)]
             result = train_row(plan, device=device, run_dir=cfg.run_dir, callbacks=callbacks,
-                               resume=args.resume, compile=args.compile, stop_after=args.stop_after,
-                               num_workers=args.workers)
+                               resume=args.resume, compile=compile_choice(args, plan.profile, "train"),
+                               stop_after=args.stop_after, num_workers=args.workers)
             if info.is_main:
                 rows.record(cfg, result, world_size=info.world_size)
-                if result.fit.complete:
-                    mark_complete(cfg.run_dir)
+                if result.fit.complete or result.fit.epochs_run >= expected_epochs(result.fit.epochs_planned):
+                    mark_complete(cfg.run_dir)  # all epochs, or all of a dress rehearsal's
                 error = result.fit.final.get("test_error")
                 shown = "n/a" if error is None else f"{error:.2f}%"
                 print(f"done: test_error {shown} after {result.fit.epochs_run}/"

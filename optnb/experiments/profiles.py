@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import ownership, results
+from optnb.experiments import ownership, rehearsal_overlay, results
 from optnb.paths import RUN_ID_RULE, is_run_id, results_dir, run_dir
 from optnb.specs import (
     DATASET_CHOICES,
@@ -285,6 +285,9 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
             notes.append(f"{name} from ${env}")
     values = validate(values, spec)
     profile, profile_notes = effective_profile(values["PROFILE"])
+    if rehearsal_overlay.activate(profile) is not None:  # only with $OPTNB_REHEARSAL, paper only
+        profile_notes.append(f"dress rehearsal (${rehearsal_overlay.ENV}): a few steps of the paper "
+                             "configuration, not a result")
     if (check := notebook_check(notebook)) is not None:
         check({**values, "PROFILE": profile})
     notes.extend(profile_notes)
@@ -322,6 +325,7 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
     )
     if register:
         register_run(cfg)
+    rehearsal_overlay.note_process(cfg.run_dir)
     if not quiet:
         print(cfg.summary())
     return cfg

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from optnb.atomic import write_text
-from optnb.experiments import beyond, beyond_nas, paper
-from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, Line, Report
+from optnb.experiments import beyond, beyond_nas, lockfile, paper
+from optnb.experiments.tables import COLUMNS, STATUS_ELIGIBLE, STATUS_REHEARSAL, Line, Report
 from optnb.experiments.targets import table as report_table
 from optnb.nas.operations import PRIMITIVES
 
@@ -122,8 +122,8 @@ def paper_view_markdown(table_name: str, found_lines: Sequence[Line]) -> str:
     table = paper.table(table_name)
     best: dict[tuple[str, str], Line] = {}
     for line in found_lines:
-        if line.table != table_name or not line.n:
-            continue
+        if line.table != table_name or not line.n or line.status == STATUS_REHEARSAL:
+            continue  # a rehearsal's numbers are never put beside the paper's
         key = (line.row, line.column)
         if key not in best or _rank(line) < _rank(best[key]):
             best[key] = line
@@ -214,6 +214,9 @@ def report_markdown(report: Report, title: str = "Reproduction report", header: 
         f"**{c['not_reproduction']} are NOT reproductions** (smoke profile, embedded data "
         "or a reduced schedule) and only show that the pipeline runs."
     )
+    drift = lockfile.drift_markdown({m.run_id: report.sidecars.get(m.run_id) or {} for m in report.measurements})
+    if drift:
+        parts += ["", drift]
     names = [n for n in ("table1", "table2", "table3", "table4", "table5", "beyond", "beyond_nas")
              if n in report.lines or n == "table3"]
     for name in names:

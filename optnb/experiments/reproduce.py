@@ -34,6 +34,7 @@ from nbconvert import HTMLExporter
 
 from optnb.atomic import write_text
 from optnb.experiments import ownership, plans, render, results, tables
+from optnb.experiments.cluster import ClusterExecutor
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.plans import Plan, PlannedRun
 from optnb.experiments.runner import Run, RunResult, run_many, run_notebook
@@ -85,14 +86,20 @@ def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path) -> RunResult:
 
 
 def execute(plan: Plan, results_dir: Path, jobs: int, timeout: float | None = None,
-            torchrun: int | None = None) -> list[Any]:
+            torchrun: int | None = None, executor: ClusterExecutor | None = None) -> list[Any]:
     """Run the plan stage by stage through ``runner.run_many`` (Table 1/2 rows through
-    ``torchrun`` when ``torchrun`` is a process count); complete runs are skipped."""
+    ``torchrun`` when ``torchrun`` is a process count); complete runs are skipped. With
+    ``executor`` (``optnb.experiments.cluster``) each stage's runs are cluster jobs instead."""
     done: list[RunResult] = []
     failed: set[str] = set()
     for k, stage in enumerate(plan.stages()):
         ready = [r for r in stage if not any(n in failed for n in r.needs)]
         done += [_blocked(r, failed) for r in stage if r not in ready]
+        if executor is not None:  # one job per run, which runs run_notebook or run_torchrun
+            say(f"stage {k}: {len(ready)} run(s) as {executor.name} jobs, at most {executor.limit} at a time")
+            done += executor.run_stage(ready)
+            failed |= {r.run.run_id for r in done if not r.ok}
+            continue
         distributed = [r for r in ready if torchrun and r.notebook in plans.TORCHRUN_NOTEBOOKS]
         notebooks = [r for r in ready if r not in distributed]
         say(f"stage {k}: {len(ready)} run(s), {jobs} at a time")

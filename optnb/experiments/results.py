@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from optnb.atomic import replacing
+from optnb.info import package_versions
 from optnb.paths import RUN_ID_MAX, repo_root, runs_dir
 
 MIMETYPE = "application/vnd.optnb.result+json"
@@ -113,12 +114,22 @@ def git_info() -> dict[str, Any]:
         return {"sha": None, "dirty": None}
 
 
+#: the packages whose versions can change a run's numbers, recorded in every sidecar's "versions" and
+#: compared with requirements.lock in the report (``optnb.experiments.lockfile``)
+RECORDED_PACKAGES = (
+    "torch", "torchvision", "numpy", "scipy", "scikit-learn", "sympy", "pandas", "papermill",
+    "nbclient", "nbformat", "ipykernel", "ipywidgets",
+)
+
+
 def environment() -> dict[str, Any]:
-    """Python, torch, torchvision and CUDA versions plus the GPU name when there is one."""
+    """Python, CUDA and the versions of ``RECORDED_PACKAGES`` (torch and torchvision as imported)
+    plus the GPU name when there is one."""
     import torch
     import torchvision
 
     info = {
+        **package_versions(RECORDED_PACKAGES),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -133,6 +144,8 @@ def environment() -> dict[str, Any]:
 
 def start_run(cfg: Any) -> Path:
     """Create the sidecar of ``cfg``'s run (status ``running``) and make it the current run."""
+    from optnb.experiments import rehearsal_overlay  # deferred: the package imports this module
+
     device = str(cfg.device)
     sidecar = {
         "notebook": cfg.notebook,
@@ -143,6 +156,7 @@ def start_run(cfg: Any) -> Path:
         "dataset": cfg.dataset,
         "dataset_real": cfg.dataset_real,
         "smoke": cfg.profile == "smoke",
+        "rehearsal": rehearsal_overlay.active() is not None,  # a dress rehearsal: never a result
         "device": device,
         "versions": environment(),
         "git": git_info(),

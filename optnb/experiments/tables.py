@@ -47,6 +47,10 @@ COLUMNS = (
     "profile", "dataset", "device", "epochs", "seeds", "date", "runs",
 )
 STATUS_ELIGIBLE = "paper profile, real data"
+#: the profile and status of a dress rehearsal's runs (``optnb reproduce --rehearse``): a few steps
+#: on generated data, listed as such and never put beside the paper's numbers
+REHEARSAL = "rehearsal"
+STATUS_REHEARSAL = "REHEARSAL (a few steps on generated data, not a result)"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,8 @@ def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]
                 run_id=run_id,
                 target=target,
                 values=_values(target, results),
-                profile=str(sc.get("profile", "")),
+                # a dress rehearsal (rehearsal_overlay) is a profile of its own: never a result
+                profile=REHEARSAL if sc.get("rehearsal") else str(sc.get("profile", "")),
                 dataset=str(sc.get("dataset", "")),
                 dataset_real=bool(sc.get("dataset_real", False)),
                 device=f"{device} ({gpu})" if gpu and device.startswith("cuda") else device,
@@ -199,6 +204,8 @@ def paper_dataset(table: str, column: str) -> str:
 
 def status_of(profile: str, dataset: str, dataset_real: bool, table: str, column: str) -> str:
     """How a group may be read: only ``STATUS_ELIGIBLE`` may be compared as a reproduction."""
+    if profile == REHEARSAL:
+        return STATUS_REHEARSAL
     if not dataset_real:  # embedded digits or synthetic gratings, not the paper's data
         data = f"{(dataset or 'unknown').upper()} DATA"
         return f"SMOKE, {data}" if profile == "smoke" else data
@@ -261,7 +268,8 @@ def lines(table_name: str, found: Sequence[Measurement], include_missing: bool =
                 status = status_of(key[2], key[3], ms[0].dataset_real, table_name, col.key)
                 out.append(Line(
                     table=table_name, row=row.key, label=row.label, column=col.key,
-                    paper=row.values.get(col.key), mean=mean, sd=sd, n=len(members),
+                    paper=None if status == STATUS_REHEARSAL else row.values.get(col.key),
+                    mean=mean, sd=sd, n=len(members),
                     status=status,
                     verdict=verdict(row.values.get(col.key), mean, sd, col.kind, status),
                     profile=key[2], dataset=key[3], device=_join(m.device for m in ms),

@@ -33,7 +33,7 @@ the test oracle for the formula above.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from torch import nn
 from torch.func import functional_call
 
 from optnb.nas.errors import unknown
-from optnb.train import distributed
+from optnb.train import compiling, distributed
 
 ORDERS = (1, 2)
 HVP_MODES = ("fd", "exact")
@@ -53,6 +53,19 @@ def _loss(model: nn.Module, tensors: dict[str, torch.Tensor] | None, x: torch.Te
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     return F.cross_entropy(logits, y)
+
+
+@contextlib.contextmanager
+def _frozen(params: Iterable[nn.Parameter]) -> Iterator[None]:
+    """``requires_grad`` off for ``params`` inside the block."""
+    frozen = [p for p in params if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def rank_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -193,14 +206,34 @@ class Architect:
         self.model, self.arch_optimizer, self.weight_optimizer = model, arch_optimizer, weight_optimizer
         self.order, self.hvp, self.fast, self.fd_radius = order, hvp, fast, fd_radius
         self.autocast = autocast or contextlib.nullcontext
+        self._val_loss = self.val_loss
+        self._compiled = False
+
+    def val_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``L_val(w, alpha)`` of a batch, the 1st-order objective."""
+        with self.autocast():
+            return _loss(self.model, None, x, y)
+
+    def compile(self, spec: bool | str) -> None:
+        """Compile the 1st-order architecture step's forward and loss. The 2nd-order step stays
+        eager: its ``functional_call`` passes with perturbed weight copies are not one graph."""
+        if self.order == 1 and compiling.compile_kwargs(spec) is not None:
+            self._val_loss = compiling.compile_function(self.val_loss, spec)
+            self._compiled = True
 
     def hypergradient(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                       y_val: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(grads for model.arch_parameters(), L_val)``."""
         arch = self.model.arch_parameters()
+        if self.order == 1 and self._compiled:
+            # a compiled backward computes the gradient of every input that requires one: freeze
+            # the weights, so it computes the architecture gradients only (as ``fast`` does eagerly)
+            with _frozen(self.model.weight_parameters()):
+                loss = self._val_loss(x_val, y_val)
+                # a copy: under CUDA graphs the next replay (the weight step) overwrites graph outputs
+                return list(torch.autograd.grad(loss, arch)), loss.detach().clone()
         if self.order == 1:
-            with self.autocast():
-                loss = _loss(self.model, None, x_val, y_val)
+            loss = self.val_loss(x_val, y_val)
             if self.fast:
                 return list(torch.autograd.grad(loss, arch)), loss.detach()
             self.model.zero_grad(set_to_none=True)

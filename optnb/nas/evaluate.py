@@ -149,7 +149,8 @@ def tensor_loaders(cfg: EvalConfig, train_data: tuple[torch.Tensor, torch.Tensor
 
 @dataclass
 class DropPathStep(ClassifierStep):
-    """The evaluation network's step: drop path ramps linearly from 0 to ``drop_path`` (DARTS)."""
+    """The evaluation network's step: drop path ramps linearly from 0 to ``drop_path`` (DARTS);
+    the masks are an input of the forward, so a compiled step does not recompile as it ramps."""
 
     network: nn.Module | None = None  # the raw network whose drop_path_prob is set
     drop_path: float = 0.0
@@ -159,16 +160,23 @@ class DropPathStep(ClassifierStep):
         self.network.drop_path_prob = drop_path_schedule(epoch, self.epochs, self.drop_path)
         return {"drop_path_prob": self.network.drop_path_prob}
 
+    def inputs(self, x: torch.Tensor) -> dict[str, Any]:
+        """This step's per-sample drop-path masks, drawn from the network's generator outside the
+        (possibly compiled) forward."""
+        return {"drop_masks": self.network.drop_masks(x.shape[0], x.device)}
+
 
 def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_loader: Any,
                    device: torch.device | str = "cpu", run_dir: str | Path | None = None,
                    resume: bool = True, callbacks: Sequence[Callback] = (),
-                   num_classes: int = 10) -> EvalResult:
+                   num_classes: int = 10, compile: bool | str = False) -> EvalResult:
     """Train ``genotype`` from scratch and test it after the last epoch (module docstring).
 
     The loaders yield normalised device batches and have ``state_dict``/``load_state_dict``
     (``optnb.data.GpuLoader`` from :func:`tensor_loaders`, or ``FolderLoader`` for ImageNet).
-    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``.
+    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``. ``compile``: the training
+    step through ``torch.compile`` (``optnb.train.compiling``; ``compiling.default_for(profile,
+    "evaluate")`` is the profile's choice).
     """
     cfg = cfg.checked()
     genotype = normalize(genotype)
@@ -181,7 +189,7 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_
     model = model.to(device)
     model.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+                                weight_decay=cfg.weight_decay, fused=True)
 
     def make_step(net: nn.Module, opt: torch.optim.Optimizer, amp: bool) -> DropPathStep:
         return DropPathStep(net, opt, amp=amp, grad_clip=cfg.grad_clip,
@@ -190,7 +198,7 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_
 
     options = FitOptions(stop_after=cfg.epochs_limit or None, eval_every=cfg.eval_every,
                          amp=cfg.bf16, channels_last=False, resume=resume, restart=not resume,
-                         identity=cfg.identity(genotype))
+                         identity=cfg.identity(genotype), compile=compile)
     fitted = fit(model, train_loader, cfg, test=test_loader, optimizer=optimizer,
                  make_step=make_step, state={"drop_path_rng": GeneratorState(model.drop_path_generator)},
                  device=device, run_dir=run_dir, callbacks=callbacks, options=options)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from optnb import data
+from optnb.experiments import rehearsal_overlay
 from optnb.nas import genotypes
 from optnb.nas.errors import GenotypeError, NasError
 from optnb.nas.evaluate import EvalConfig, EvalResult, full_size_parameters, tensor_loaders
@@ -37,19 +39,29 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
     real ImageNet tree outside the smoke profile: streamed by ``optnb.data.FolderLoader``
     (RandomResizedCrop + flip at 224, worker processes decode).
     """
+    batch = rehearsal_overlay.step_batch(f"evaluate:{settings.network}", settings.batch_size)
     if cfg.task == "imagenet" and cfg.dataset == "imagenet" and cfg.profile != "smoke":
         size = TRANSFER_IMAGE_SIZE[cfg.profile]
+        _note(cfg, settings, batch, size)
         opts = {"mean": data.MEAN["imagenet"], "std": data.STD["imagenet"], "resolution": size,
                 "seed": settings.seed, "num_workers": min(8, os.cpu_count() or 1)}
         root = data.default_root("imagenet")
-        train = data.FolderLoader(root, True, settings.batch_size, cfg.device, **opts)
-        test = data.FolderLoader(root, False, 2 * settings.batch_size, cfg.device, **opts)
+        train = data.FolderLoader(root, True, batch, cfg.device, **opts)
+        test = data.FolderLoader(root, False, 2 * batch, cfg.device, **opts)
         return train, test, len(train.classes)
     size = TRANSFER_IMAGE_SIZE[cfg.profile] if cfg.task == "imagenet" else None  # any dataset
     train = data.load(cfg.dataset, train=True, image_size=size)
     test = data.load(cfg.dataset, train=False, image_size=size)
-    loaders = tensor_loaders(settings, train, test, cfg.dataset, cfg.device)
+    _note(cfg, settings, batch, int(train[0].shape[-1]))
+    loaders = tensor_loaders(replace(settings, batch_size=batch), train, test, cfg.dataset, cfg.device)
     return (*loaders, data.NUM_CLASSES[cfg.dataset])
+
+
+def _note(cfg: Any, settings: EvalConfig, batch: int, image_size: int) -> None:
+    """A rehearsal's record of the evaluation's configuration (``rehearsal_overlay``)."""
+    rehearsal_overlay.note_configuration(
+        cfg.run_dir, "transfer" if settings.network == "imagenet" else "evaluate", "evaluation",
+        settings, settings.batch_size, batch, {"dataset": cfg.dataset, "image_size": image_size})
 
 
 #: the most a ``genotype.json`` is read of: 16 x the genotype text limit leaves room for any

@@ -25,19 +25,20 @@ from optnb.nas.operations import FactorizedReduce, ReLUConvBN, build_op, is_drop
 from optnb.nas.spaces import ARCH_PREFIXES
 
 
-def drop_path(x: torch.Tensor, drop_prob: float,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Drop whole samples of a path with probability p, scale the rest by ``1/(1-p)``.
+def drop_masks(cells: int, ops: int, batch: int, drop_prob: float, device: torch.device,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Drop-path masks of one training step, ``[cells, ops, batch]``: each entry 0 (dropped, with
+    probability p) or ``1/(1-p)`` (kept and rescaled), so ``h * mask`` has the expectation ``h``.
 
-    A per-sample Bernoulli(1-p) mask of shape ``[B, 1, 1, 1]``; out of place; the expectation
-    equals ``x``.
-    """
+    Drawn outside the network's forward from the network's own generator: a compiled forward
+    then takes them as an input (a ``torch.Generator`` cannot enter a graph) and the probability,
+    which grows every epoch, never reaches the graph, so nothing recompiles. At ``p = 0`` the
+    masks are ones and nothing is drawn."""
     if drop_prob <= 0.0:
-        return x
+        return torch.ones(cells, ops, batch, device=device)
     keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype)
-    mask.bernoulli_(keep, generator=generator)
-    return x / keep * mask
+    masks = torch.empty(cells, ops, batch, device=device)
+    return masks.bernoulli_(keep, generator=generator).div_(keep)
 
 
 def drop_path_schedule(epoch: int, epochs: int, max_prob: float = 0.2) -> float:
@@ -68,15 +69,16 @@ class EvalCell(nn.Module):
         self.exempt = [is_drop_path_exempt(op, exempt_negative) for op in self.ops]
         self.op_scales = None if op_scales is None else [float(s) for s in op_scales]
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor,
+                drop_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``drop_mask``: ``[ops, batch]`` (one row of :func:`drop_masks`), or None: no drop path."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(self.steps):
             total = None
             for j in range(self.arity * i, self.arity * (i + 1)):
                 h = self.ops[j](states[self.indices[j]])
-                if self.training and drop_prob > 0.0 and not self.exempt[j]:
-                    h = drop_path(h, drop_prob, generator)
+                if drop_mask is not None and not self.exempt[j]:
+                    h = h * drop_mask[j].to(h.dtype).view(-1, 1, 1, 1)
                 if self.op_scales is not None:
                     h = self.op_scales[j] * h
                 total = h if total is None else total + h
@@ -158,17 +160,29 @@ class _Network(nn.Module):
         """The auxiliary head reads the output of the second reduction cell."""
         return 2 * self.layers // 3
 
-    def _cells(self, s0: torch.Tensor, s1: torch.Tensor):
+    def drop_masks(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """This step's drop-path masks (:func:`drop_masks` at ``drop_path_prob`` from
+        ``drop_path_generator``; ones at probability 0, so a compiled step keeps one graph), or
+        None outside training."""
+        if not self.training:
+            return None
+        ops = max(len(cell.ops) for cell in self.cells)
+        return drop_masks(len(self.cells), ops, batch, self.drop_path_prob, device, self.drop_path_generator)
+
+    def _cells(self, s0: torch.Tensor, s1: torch.Tensor, masks: torch.Tensor | None):
+        if masks is None and self.training:
+            masks = self.drop_masks(s0.shape[0], s0.device)
         aux = None
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob, self.drop_path_generator)
+            s0, s1 = s1, cell(s0, s1, None if masks is None else masks[i])
             if i == self.aux_index and self.auxiliary and self.training:
                 aux = self.auxiliary_head(s1)
         return self.classifier(self.global_pooling(s1).flatten(1)), aux
 
 
 class NetworkCIFAR(_Network):
-    """``forward(x) -> (logits, aux_logits or None)``; aux only when training."""
+    """``forward(x, drop_masks=None) -> (logits, aux_logits or None)``; aux only when training.
+    ``drop_masks`` (:meth:`drop_masks`; drawn here when training and not given)."""
 
     def __init__(self, genotype: Genotype, C: int = 36, num_classes: int = 10, layers: int = 20,
                  auxiliary: bool = True, exempt_negative: bool = True,
@@ -183,9 +197,9 @@ class NetworkCIFAR(_Network):
         self._build(genotype, c_stem, c_stem, C, num_classes, layers, auxiliary, False,
                     AuxiliaryHeadCIFAR, exempt_negative, op_scales)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, drop_masks: torch.Tensor | None = None):
         s = self.stem(x)
-        return self._cells(s, s)
+        return self._cells(s, s, drop_masks)
 
 
 class NetworkImageNet(_Network):
@@ -208,9 +222,9 @@ class NetworkImageNet(_Network):
         self._build(genotype, C, C, C, num_classes, layers, auxiliary, True,
                     AuxiliaryHeadImageNet, exempt_negative, op_scales)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, drop_masks: torch.Tensor | None = None):
         s0 = self.stem0(x)
-        return self._cells(s0, self.stem1(s0))
+        return self._cells(s0, self.stem1(s0), drop_masks)
 
 
 def count_parameters(model: nn.Module, exclude_auxiliary: bool = True) -> int:

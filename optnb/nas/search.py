@@ -45,6 +45,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from optnb.data import NUM_CLASSES, GpuLoader, make_loader
+from optnb.experiments import rehearsal_overlay
 from optnb.nas.architect import HVP_MODES, ORDERS, Architect
 from optnb.nas.collapse import EarlyStop
 from optnb.nas.derive import check_cap, check_rule
@@ -359,6 +360,11 @@ class BilevelStep:
         self.arch_steps = True
         self._val_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
+    def compile(self, spec: bool | str) -> None:
+        """Compile the weight step and the (1st-order) architecture step."""
+        self.weights.compile(spec)
+        self.architect.compile(spec)
+
     def start_epoch(self, epoch: int) -> dict[str, Any]:
         self.arch_steps = epoch >= self.arch_warmup_epochs
         # darts_compat: no epoch iterator, a fresh one per step = batches drawn with replacement
@@ -407,17 +413,21 @@ def early_stop(cfg: SearchConfig) -> list[Callback]:
 def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
            device: torch.device | str = "cpu", dataset: str = "embedded",
            run_dir: str | Path | None = None, resume: bool = True,
-           callbacks: Sequence[Callback] = (), num_classes: int | None = None) -> SearchResult:
+           callbacks: Sequence[Callback] = (), num_classes: int | None = None,
+           compile: bool | str = False) -> SearchResult:
     """Run (or resume) one search; see the module docstring.
 
     ``images``/``labels``: the uint8 training set ``optnb.data.load(dataset)`` returns.
-    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``. In a process group
+    ``resume=False`` starts over, replacing a checkpoint in ``run_dir``. ``compile``: the weight
+    and 1st-order architecture steps through ``torch.compile`` (``optnb.train.compiling``;
+    ``compiling.default_for(profile, "search")`` is the profile's choice). In a process group
     (torchrun) every rank calls this with the same arguments; rank 0 writes the run folder.
     """
     cfg = cfg.checked()
     device = torch.device(device)
     info = distributed.current()
-    per_rank = rank_batch(cfg.batch_size, info.world_size)
+    batch = rehearsal_overlay.step_batch(f"search:{cfg.space}:{cfg.order}", cfg.batch_size)  # a rehearsal's
+    per_rank = rank_batch(batch, info.world_size)
     num_classes = num_classes or NUM_CLASSES.get(dataset, int(labels.max()) + 1)
     train_idx, val_idx = split_indices(len(images), cfg)
     shard = {"rank": info.rank, "world_size": info.world_size}
@@ -453,7 +463,10 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
     options = FitOptions(steps_per_epoch=min(len(train_loader), len(val_loader)),
                          stop_after=cfg.epochs_limit or None, eval_every=cfg.val_every,
                          eval_split="val", amp=cfg.bf16, channels_last=False, resume=resume,
-                         restart=not resume, identity=cfg.identity())
+                         restart=not resume, identity=cfg.identity(), compile=compile)
+    rehearsal_overlay.note_configuration(run_dir, "search", "search", cfg, cfg.batch_size, batch,
+                                         {"dataset": dataset, "image_size": int(images.shape[-1])},
+                                         compile=str(compile))
     with CrossRankBatchNorm() if info.enabled else contextlib.nullcontext():
         fitted = fit(model, train_loader, cfg, test=eval_loader, optimizer=w_opt, make_step=make_step,
                      state={"arch_optimizer": a_opt, "val_loader": val_loader}, device=device,

@@ -30,8 +30,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from optnb.experiments import rehearsal_overlay
 from optnb.models import count_params
-from optnb.train import distributed
+from optnb.train import compiling, distributed
 from optnb.train.callbacks import LOG_NAME, Callback, JsonlLogger
 from optnb.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -86,7 +87,7 @@ class FitOptions:
     eval_samples: int | None = None       # evaluate on the first N held-out images only
     amp: bool | None = None               # bf16 autocast (default: on CUDA)
     channels_last: bool | None = None     # default: on CUDA
-    compile: bool | str = False           # True or a torch.compile mode
+    compile: bool | str = False           # True, a torch.compile mode or backend (train.compiling)
     resume: bool = False                  # continue from <run_dir>/checkpoint.pt if present
     restart: bool = False                 # without resume: replace an existing checkpoint
     checkpoint: bool = True               # write <run_dir>/checkpoint.pt every epoch
@@ -160,10 +161,10 @@ class _Plan:
 
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.SGD:
     """SGD (Nesterov per recipe), weight decay on every parameter (DenseNet/CliqueNet practice);
-    the fused kernel on CUDA, the multi-tensor (foreach) path on CPU."""
-    kw: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    the fused kernel (one pass over each weight; on the CPU too, where it takes 0.4x the time of
+    the multi-tensor path: ``benchmarks/RESULTS.md``)."""
     return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, **kw)
+                           nesterov=recipe.nesterov, weight_decay=recipe.weight_decay, fused=True)
 
 
 def _sync(device: torch.device) -> None:
@@ -330,9 +331,19 @@ def _prepare(model: nn.Module, plan: _Plan) -> nn.Module:
 
 
 def _wrap(model: nn.Module, opts: FitOptions, plan: _Plan) -> nn.Module:
-    """What the step runs the forward through: DDP under torchrun, then ``torch.compile``."""
-    net = distributed.wrap(model, distributed.current(), plan.device, sync_bn=opts.sync_bn)
-    return torch.compile(net, mode=None if opts.compile is True else opts.compile) if opts.compile else net
+    """What the step runs the forward through: the model, or its DDP wrapper under torchrun."""
+    return distributed.wrap(model, distributed.current(), plan.device, sync_bn=opts.sync_bn)
+
+
+def _compile(step: Step, spec: bool | str) -> Step:
+    """Compile what ``step`` runs per batch (``optnb.train.compiling``) when ``spec`` asks for it."""
+    if compiling.compile_kwargs(spec) is None:
+        return step
+    if not hasattr(step, "compile"):
+        raise compiling.CompileOptionError(f"a {type(step).__name__} cannot be compiled; "
+                                           "run it with compile off")
+    step.compile(spec)
+    return step
 
 
 def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable | None = None,
@@ -344,8 +355,9 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
 
     ``optimizer`` defaults to :func:`make_optimizer` of a ``Recipe`` schedule; the schedule sets its
     learning rate at the start of every epoch. ``make_step(net, optimizer, amp)`` builds the step
-    from the prepared network (moved to the device, wrapped for DDP, compiled); the default is a
-    ``ClassifierStep``. ``state`` names the other objects the checkpoint must restore.
+    from the prepared network (moved to the device, wrapped for DDP); the default is a
+    ``ClassifierStep``; ``options.compile`` then compiles the step's per-batch work
+    (``step.compile``). ``state`` names the other objects the checkpoint must restore.
 
     With ``run_dir``: writes ``checkpoint.pt`` after every good epoch (rank 0, atomically) and the
     JSONL log ``metrics.jsonl``. Raises :class:`TrainingDivergedError` on a NaN/inf loss,
@@ -353,7 +365,8 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
     ``options.restart`` is set, ``CheckpointMismatchError`` when resuming another run's checkpoint,
     another ``CheckpointError`` when resuming one that is damaged or inconsistent (the file is kept).
     """
-    opts = options or FitOptions()
+    opts = rehearsal_overlay.fit_options(options or FitOptions())  # a no-op outside a rehearsal
+    compiling.compile_kwargs(opts.compile)  # an unknown option fails before anything is built
     plan = _Plan.of(opts, schedule, model, train, device, run_dir)
     main = distributed.current().is_main
     raw = _prepare(model, plan)
@@ -365,7 +378,7 @@ def fit(model: nn.Module, train: Loader, schedule: Schedule, *, test: Iterable |
                {**opts.identity, "epochs_planned": plan.epochs}, plan.epochs)
     _open(run, plan.path, opts, plan.device)
     resumed_from = run.epoch
-    step = make_step(_wrap(raw, opts, plan), optimizer, plan.amp)
+    step = _compile(make_step(_wrap(raw, opts, plan), optimizer, plan.amp), opts.compile)
     cbs = _callbacks(callbacks, run_dir, main)
     for cb in cbs:
         cb.on_fit_start({"start_epoch": run.epoch, "start_step": run.step, "epochs_planned": plan.epochs,

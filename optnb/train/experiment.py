@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from optnb import data, models
+from optnb.experiments import rehearsal_overlay
 from optnb.seed import seed_everything
-from optnb.train import distributed, recipes
+from optnb.train import compiling, distributed, recipes
 from optnb.train.callbacks import Callback
 from optnb.train.engine import FitOptions, FitResult, fit
 from optnb.train.recipes import Budget, Recipe
@@ -148,10 +149,11 @@ def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = 
     ``plan.batch_size`` is the *global* batch (the recipe's): each of N ranks takes 1/N of it.
     """
     info = distributed.current()
-    if plan.batch_size % info.world_size:
-        raise ValueError(f"batch size {plan.batch_size} is not divisible by the "
+    batch = rehearsal_overlay.step_batch(f"train:{plan.model}", plan.batch_size)  # a rehearsal's
+    if batch % info.world_size:
+        raise ValueError(f"batch size {batch} is not divisible by the "
                          f"{info.world_size} processes; choose a multiple of {info.world_size}")
-    per_rank = plan.batch_size // info.world_size
+    per_rank = batch // info.world_size
     shard = {"rank": info.rank, "world_size": info.world_size,
              "channels_last": device.type == "cuda"}
     mean, std = data.MEAN[plan.dataset], data.STD[plan.dataset]
@@ -187,15 +189,18 @@ def build_model(plan: RowPlan) -> torch.nn.Module:
 
 def train_row(plan: RowPlan, device: torch.device | str = "cpu", run_dir: str | Path | None = None,
               callbacks: Sequence[Callback] = (), resume: bool = True,
-              compile: bool | str = False, data_root: str | Path | None = None,
+              compile: bool | str | None = None, data_root: str | Path | None = None,
               model: torch.nn.Module | None = None, stop_after: int | None = None,
               log_every: int | None = None, num_workers: int = 4) -> RowResult:
     """Train one row; the checkpoint and ``metrics.jsonl`` go to ``run_dir``.
 
     ``resume=True`` (the notebook default) continues a checkpoint of the same row in ``run_dir``;
-    a finished one is only evaluated again.
+    a finished one is only evaluated again. ``compile`` (``optnb.train.compiling``): ``None`` is
+    the profile's default (``compiling.default_for(plan.profile, "train")``).
     """
     device = torch.device(device)
+    if compile is None:
+        compile = compiling.default_for(plan.profile, "train")
     seed_everything(plan.seed)
     train, test = make_loaders(plan, device, data_root, num_workers=num_workers)
     net = model if model is not None else build_model(plan)
@@ -204,6 +209,9 @@ def train_row(plan: RowPlan, device: torch.device | str = "cpu", run_dir: str | 
         epochs=plan.epochs, steps_per_epoch=steps, resume=resume, compile=compile,
         stop_after=stop_after, eval_samples=plan.budget.eval_samples, identity=plan.identity(),
         log_every=log_every if log_every is not None else (1 if steps and steps <= 50 else 10))
+    rehearsal_overlay.note_configuration(
+        run_dir, "train_imagenet" if is_imagenet_model(plan.model) else "train_cifar", "row", plan,
+        plan.batch_size, train.batch_size * train.world_size, compile=str(compile))
     result = fit(net, train, plan.recipe, test=test, device=device, run_dir=run_dir,
                  callbacks=callbacks, options=options)
     return RowResult(plan, result, str(device))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optnb.train import compiling
+
 
 @dataclass
 class StepOutput:
@@ -28,9 +30,11 @@ class StepOutput:
 
 class Step(Protocol):
     """One update from one batch. ``start_epoch``/``end_epoch`` return what the epoch record
-    should say about the step's own state (a drop-path probability, the architecture weights)."""
+    should say about the step's own state (a drop-path probability, the architecture weights).
+    ``compile`` compiles what the step runs per batch (``optnb.train.compiling``)."""
 
     def start_epoch(self, epoch: int) -> dict[str, Any]: ...
+    def compile(self, spec: bool | str) -> None: ...
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput: ...
     def end_epoch(self) -> dict[str, Any]: ...
 
@@ -51,6 +55,14 @@ class ClassifierStep:
     def __post_init__(self) -> None:
         self.device_type = next(self.net.parameters()).device.type
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self._forward_loss = self.forward_loss
+        self._cuda_graphs = False
+
+    def compile(self, spec: bool | str) -> None:
+        """Compile :meth:`forward_loss` (forward and loss in one graph, its backward derived from
+        it; ``optnb.train.compiling``); the optimiser update stays eager."""
+        self._forward_loss = compiling.compile_function(self.forward_loss, spec)
+        self._cuda_graphs = compiling.uses_cuda_graphs(spec, torch.device(self.device_type))
 
     def start_epoch(self, epoch: int) -> dict[str, Any]:
         return {}
@@ -58,14 +70,26 @@ class ClassifierStep:
     def end_epoch(self) -> dict[str, Any]:
         return {}
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def inputs(self, x: torch.Tensor) -> dict[str, Any]:
+        """Per-step keyword inputs of the forward besides ``x`` (drop-path masks, for instance):
+        drawn here, outside any compiled graph."""
+        return {}
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The minimised loss and the logits of one batch (what a compiled step compiles)."""
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.net(x, **self.forward_kwargs)
+            out = self.net(x, **self.forward_kwargs, **inputs)
         logits, aux = out if isinstance(out, tuple) else (out, None)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         if aux is not None and self.aux_weight:
             loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y,
                                                             label_smoothing=self.label_smoothing)
+        return loss, logits
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        if self._cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, logits = self._forward_loss(x, y, **self.inputs(x))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
