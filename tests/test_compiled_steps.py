@@ -103,8 +103,10 @@ def test_compile_options_are_checked():
 
 def test_profile_defaults_and_the_environment_override(monkeypatch):
     monkeypatch.delenv(compiling.ENV, raising=False)
-    assert [compiling.default_for(p, "train") for p in ("smoke", "quick", "paper")] == [False, True, True]
-    assert [compiling.default_for(p, "search") for p in ("smoke", "quick", "paper")] == [False] * 3
+    profiles = ("smoke", "quick", "paper")
+    assert [compiling.default_for(p, "train", "hbnet") for p in profiles] == [False, True, True]
+    assert [compiling.default_for(p, "train", "agdnet") for p in profiles] == [False] * 3
+    assert [compiling.default_for(p, task, "") for p in profiles for task in ("search", "evaluate")] == [False] * 6
     monkeypatch.setenv(compiling.ENV, "off")
     assert compiling.default_for("paper", "search") is False
     monkeypatch.setenv(compiling.ENV, "max-autotune")

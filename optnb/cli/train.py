@@ -28,7 +28,6 @@ from optnb.cli.common import (
     CliError,
     add_run_options,
     bounded,
-    compile_choice,
     run_parameters,
 )
 
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                       f"lr {plan.recipe.lr:g}, recipe {plan.recipe.name} -> {cfg.run_dir}", flush=True)
             callbacks = [] if args.quiet else [ProgressCallback("off", total=plan.epochs)]
             result = train_row(plan, device=device, run_dir=cfg.run_dir, callbacks=callbacks,
-                               resume=args.resume, compile=compile_choice(args, plan.profile, "train"),
+                               resume=args.resume, compile=args.compile,
                                stop_after=args.stop_after, num_workers=args.workers)
             if info.is_main:
                 rows.record(cfg, result, world_size=info.world_size)

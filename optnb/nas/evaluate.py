@@ -197,7 +197,7 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_
                             network=model, drop_path=cfg.drop_path, epochs=cfg.epochs)
 
     options = FitOptions(stop_after=cfg.epochs_limit or None, eval_every=cfg.eval_every,
-                         amp=cfg.bf16, channels_last=False, resume=resume, restart=not resume,
+                         amp=cfg.bf16, resume=resume, restart=not resume,
                          identity=cfg.identity(genotype), compile=compile)
     fitted = fit(model, train_loader, cfg, test=test_loader, optimizer=optimizer,
                  make_step=make_step, state={"drop_path_rng": GeneratorState(model.drop_path_generator)},

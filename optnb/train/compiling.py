@@ -28,12 +28,15 @@ CHOICES = (*MODES, *BACKENDS)
 TASKS = ("train", "search", "evaluate")
 #: overrides the profile's default for every task: on, off, a mode or a backend
 ENV = "OPTNB_COMPILE"
-#: the tasks compiled by default in each profile: where ``optnb bench --suite compile`` shows that
-#: compilation pays for itself (benchmarks/RESULTS.md); never in smoke, where it would dominate.
-#: Not the search: Dynamo takes minutes to trace even a small supernet and no bench has shown the
-#: compiled search step paying for that yet (``--compile on`` asks for it).
-PROFILE_DEFAULTS: dict[str, tuple[str, ...]] = {"smoke": (), "quick": ("train", "evaluate"),
-                                                "paper": ("train", "evaluate")}
+#: what compiles by default in the ``quick`` and ``paper`` profiles (never in ``smoke``, where the
+#: compile would take longer than the run): the training of the model families for which
+#: ``optnb bench --suite compile`` shows the compiled step beating the eager channels_last step
+#: (benchmarks/RESULTS.md, 2026-12-03, CPU: ResNet-56 1.32x vs 1.21x, HBNet-56 1.34x vs 1.25x;
+#: DenseNet-40, AGDNet-40 and the DARTS_V2 evaluation network were faster eager with
+#: channels_last). Not the search: Dynamo takes minutes to trace even a small supernet.
+#: ``--compile on`` / ``OPTNB_COMPILE`` ask for it anywhere.
+COMPILED_PROFILES = ("quick", "paper")
+COMPILED_FAMILIES = {"train": ("resnet", "hbnet", "admmnet"), "search": (), "evaluate": ()}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,9 +69,9 @@ def parse(text: str) -> bool | str:
     return value
 
 
-def default_for(profile: str, task: str) -> bool | str:
-    """Whether ``task`` (one of ``TASKS``) compiles in ``profile``: ``OPTNB_COMPILE`` when set, else
-    :data:`PROFILE_DEFAULTS`."""
+def default_for(profile: str, task: str, family: str = "") -> bool | str:
+    """Whether ``task`` (one of ``TASKS``) of a model ``family`` compiles in ``profile``:
+    ``OPTNB_COMPILE`` when set, else :data:`COMPILED_FAMILIES` in :data:`COMPILED_PROFILES`."""
     if task not in TASKS:
         raise CompileOptionError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     env = os.environ.get(ENV, "").strip()
@@ -77,7 +80,7 @@ def default_for(profile: str, task: str) -> bool | str:
             return parse(env)
         except CompileOptionError as err:
             raise CompileOptionError(f"{ENV}: {err}") from None
-    return task in PROFILE_DEFAULTS.get(profile, ())
+    return profile in COMPILED_PROFILES and family in COMPILED_FAMILIES[task]
 
 
 def compile_function(fn: F, spec: bool | str) -> F:

@@ -13,7 +13,8 @@ buffers, the optimiser (momentum buffers), the task's other state (an architectu
 validation loader, a drop-path generator), the epoch, every RNG and the loader's data order, so on
 a CPU "2 epochs straight" and "1 epoch, resume, 1 epoch" give bitwise equal weights. A checkpoint
 is only written after an epoch whose loss and weights are finite, so a diverged run keeps the last
-good one. bf16 autocast and channels_last are the defaults on CUDA; ``torch.compile`` and DDP
+good one. bf16 autocast is the default on CUDA, channels_last everywhere (on the CPU too: its
+convolutions ran 1.2-1.46x faster in ``optnb bench --suite compile``); ``torch.compile`` and DDP
 (``torchrun``) are options. A callback's ``stop_reason`` may end a fit after an epoch (recorded as
 ``stopped_early``; the run is then complete and a resume trains no further).
 """
@@ -86,7 +87,7 @@ class FitOptions:
     eval_split: str = "test"              # names the held-out metrics: test_error, val_loss, ...
     eval_samples: int | None = None       # evaluate on the first N held-out images only
     amp: bool | None = None               # bf16 autocast (default: on CUDA)
-    channels_last: bool | None = None     # default: on CUDA
+    channels_last: bool | None = None     # default: on (CUDA and CPU: benchmarks/RESULTS.md)
     compile: bool | str = False           # True, a torch.compile mode or backend (train.compiling)
     resume: bool = False                  # continue from <run_dir>/checkpoint.pt if present
     restart: bool = False                 # without resume: replace an existing checkpoint
@@ -152,7 +153,7 @@ class _Plan:
         cuda = dev.type == "cuda"
         epochs = opts.epochs or schedule.epochs
         return cls(dev, cuda if opts.amp is None else opts.amp,
-                   cuda if opts.channels_last is None else opts.channels_last,
+                   True if opts.channels_last is None else opts.channels_last,
                    opts.check_every or (25 if cuda else 1), epochs,
                    min(epochs, opts.stop_after) if opts.stop_after else epochs,
                    len(train) if opts.steps_per_epoch is None else min(len(train), opts.steps_per_epoch),

@@ -196,11 +196,11 @@ def train_row(plan: RowPlan, device: torch.device | str = "cpu", run_dir: str | 
 
     ``resume=True`` (the notebook default) continues a checkpoint of the same row in ``run_dir``;
     a finished one is only evaluated again. ``compile`` (``optnb.train.compiling``): ``None`` is
-    the profile's default (``compiling.default_for(plan.profile, "train")``).
+    the profile's default for the model's family (``compiling.default_for``).
     """
     device = torch.device(device)
     if compile is None:
-        compile = compiling.default_for(plan.profile, "train")
+        compile = compiling.default_for(plan.profile, "train", models.spec(plan.trained_model).family)
     seed_everything(plan.seed)
     train, test = make_loaders(plan, device, data_root, num_workers=num_workers)
     net = model if model is not None else build_model(plan)
