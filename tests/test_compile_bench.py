@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from optnb import cli
-from optnb.train import compile_bench as cb
+from optnb.experiments import compile_bench as cb
 
 CPU = torch.device("cpu")
 

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import pytest
 
 from optnb import cli
-from optnb.experiments import plans, rehearsal, rehearsal_overlay, rehearsal_report, render, tables
+from optnb.experiments import plans, rehearsal, rehearsal_report, render, tables
 from optnb.experiments.targets import Target
 from optnb.specs import ParameterError
-from optnb.train import FitOptions
+from optnb.train import FitOptions, rehearsal_overlay
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if compile_only and args.suite != "compile":
         raise CliError(f"{', '.join(compile_only)}: use with --suite compile")
     if args.suite == "compile":
-        from optnb.train import compile_bench
+        from optnb.experiments import compile_bench
 
         report = compile_bench.run(args.device, args.quick, compile_bench.parse_models(args.models),
                                    spec=args.compile, batch=args.batch, steps=args.steps,

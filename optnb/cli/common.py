@@ -159,6 +159,7 @@ def compile_option(text: str) -> bool | str:
 
 def compile_choice(args: argparse.Namespace, profile: str, task: str) -> bool | str:
     """``--compile`` when given, else the profile's default for ``task``."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.train import compiling
 
     return args.compile if args.compile is not None else compiling.default_for(profile, task)

@@ -167,6 +167,7 @@ def _rehearse(args: argparse.Namespace) -> int:
                         ("--executor slurm", args.executor != "local"), ("--seeds", args.seeds)):
         if given:
             raise CliError(f"--rehearse takes no {flag}: it rehearses the built-in paper plan, one seed, here")
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments import rehearsal
     from optnb.experiments.rehearsal_sizing import DEFAULT_STEP_GFLOPS
     from optnb.paths import ensure_dir, results_dir

@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from optnb import models
     from optnb.experiments import resolve, rows
     from optnb.experiments.profiles import registered
-    from optnb.experiments.rehearsal_overlay import expected_epochs
     from optnb.experiments.results import mark_complete
     from optnb.seed import resolve_device
     from optnb.train import ProgressCallback, distributed, train_row
     from optnb.train.experiment import is_imagenet_model
+    from optnb.train.rehearsal_overlay import expected_epochs
 
     if args.model not in models.names():
         raise CliError(f"unknown model {args.model!r}; valid models: {', '.join(models.names())}")

@@ -38,7 +38,7 @@ parameter-free operations costs less.
 Counting is exact but not instant: a supernet pass dispatches ~5,000 operators, a few seconds on
 ``meta`` on a shared 2-core CPU, and the paper plan needs about twenty such passes. The counts are
 therefore also stored in ``step_flops.json`` beside this module (written by
-``python -m optnb.experiments.costs``, which counts every step the quick and paper plans need),
+``python -m optnb.experiments.refresh_costs``, which counts every step the quick and paper plans need),
 valid while :func:`fingerprint` (torch's version and the sources that define the networks, their
 steps and this counting) is unchanged; a stale or missing entry is counted live, cached per
 process (``functools.cache``), and the dry run says how many were.
@@ -51,8 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -60,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from optnb.experiments import beyond, beyond_nas
 from optnb.experiments.targets import SEARCH_ROWS, TRANSFER_ROWS, Target
+from optnb.train.bench import PEAK_BF16_TFLOPS
 
 if TYPE_CHECKING:
     import torch
@@ -79,15 +79,7 @@ class CostError(ValueError):
     """A GPU or row the cost model does not know (one line naming the valid choices)."""
 
 
-#: dense bf16 tensor-core peaks (TFLOP/s) by device-name substring (first match wins, so A100
-#: precedes A10 and L40S precedes L4). NVIDIA datasheets, dense = half the "with sparsity"
-#: figure: H100 SXM and H200 SXM 989 (1,979 sparse; the H100 PCIe is 756), A100 312, L40S 362,
-#: L4 121, A10 125, RTX 4090 165; V100 has no bf16: its fp16 tensor-core peak, 125.
-#: ``optnb bench`` reads its MFU denominators from here too.
-PEAK_BF16_TFLOPS: dict[str, float] = {
-    "H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
-    "4090": 165.0, "V100": 125.0,
-}
+#: dense bf16 peaks by device-name substring: ``optnb.train.bench.PEAK_BF16_TFLOPS`` (one table)
 #: the GPUs ``--gpu`` names (``current``: the CUDA device of this machine)
 GPUS = ("H200", "H100", "A100")
 #: the device this project's GPU sessions are lent
@@ -281,6 +273,7 @@ def train_step_flops(model: str, options: tuple[tuple[str, Any], ...] = (), side
     def count() -> int:
         import torch
 
+        # deferred: heavy (torch, the networks, the plans) and only needed here
         from optnb.models import build
 
         with torch.device("meta"):
@@ -298,6 +291,7 @@ def supernet_step_flops(cfg: SearchConfig, device: str = "meta") -> int:
     (same count, for tiny configurations)."""
     import torch
 
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.nas.architect import Architect
     from optnb.nas.search import arch_optimizer, build_model
 
@@ -322,6 +316,7 @@ def search_step_flops(space: str, order: int = 1, partial_channels: int = 1, C: 
     """:func:`supernet_step_flops` of a search of ``space`` at the paper's other settings."""
 
     def count() -> int:
+        # deferred: heavy (torch, the networks, the plans) and only needed here
         from optnb.nas.search import SearchConfig
 
         return supernet_step_flops(SearchConfig(space=space, order=order, C=C, layers=layers,
@@ -340,6 +335,7 @@ def eval_step_flops(genotype: str, network: str = "cifar", C: int = 36, layers: 
     def count() -> int:
         import torch
 
+        # deferred: heavy (torch, the networks, the plans) and only needed here
         from optnb.nas import genotypes
         from optnb.nas.network import NetworkCIFAR, NetworkImageNet
 
@@ -415,6 +411,7 @@ def _plan(target: Target, profile: str) -> tuple[Callable[[], int], int, int, in
     ``profile``; the FLOPs are counted only when asked for."""
     kind = kind_of(target)
     if kind in ("cifar", "imagenet"):
+        # deferred: heavy (torch, the networks, the plans) and only needed here
         from optnb.train.experiment import plan_row
 
         model, options = target.row, {}
@@ -496,33 +493,26 @@ def basis(gpu: Gpu | str | None = None) -> str:
             "ImageNet runs may be loader-bound (not modelled)")
 
 
-def refresh(path: str | Path = STORED) -> dict[str, int]:
-    """Count, live, the step of every run the quick and paper plans hold (every suite) and store
-    the counts with the current :func:`fingerprint` in ``path``; returns the counts."""
+def refresh(targets: Iterable[tuple[Target, str]], path: str | Path = STORED) -> dict[str, int]:
+    """Count, live, the step of every ``(target, profile)`` (``optnb.experiments.refresh_costs``
+    passes every run of the quick and paper plans) and store the counts with the current
+    :func:`fingerprint` in ``path``; returns the counts."""
     global _refreshing
-    from optnb.experiments import plans
 
     for function in (train_step_flops, search_step_flops, eval_step_flops, _stored):
         function.cache_clear()
     _counted.clear()
     _refreshing = True
     try:
-        for profile in ("quick", "paper"):
-            for run in plans.build(profile, available=lambda name: True).runs:
-                if run.target is not None:
-                    _plan(run.target, profile)[0]()
+        for target, profile in targets:
+            _plan(target, profile)[0]()
     finally:
         _refreshing = False
         _stored.cache_clear()
-    import torch
+    import torch  # deferred: only a refresh needs torch's version
 
     table = {"fingerprint": fingerprint(), "torch": torch.__version__,
-             "written_by": "python -m optnb.experiments.costs",
+             "written_by": "python -m optnb.experiments.refresh_costs",
              "flops": dict(sorted(_counted.items()))}
     Path(path).write_text(json.dumps(table, indent=1) + "\n")
     return dict(_counted)
-
-
-if __name__ == "__main__":  # python -m optnb.experiments.costs [PATH]: refresh the stored counts
-    counts = refresh(*sys.argv[1:2])
-    print(f"{len(counts)} step FLOP counts stored, fingerprint {fingerprint()}")

@@ -77,7 +77,7 @@ def cost_lines(profile: str, runs: Iterable[_Run], gpu: costs.Gpu | str | None =
     if profile in GPU_PROFILES and costs.LIVE:
         lines.append(f"  ({len(costs.LIVE)} step FLOP count(s) were counted live: "
                      f"{costs.STORED.name} is stale or lacks them; `python -m "
-                     "optnb.experiments.costs` refreshes it)")
+                     "optnb.experiments.refresh_costs` refreshes it)")
     return lines
 
 

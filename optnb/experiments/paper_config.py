@@ -487,6 +487,7 @@ def _lr_at(schedule: Any, epochs: int, phase: str) -> dict[int, float]:
 
 def _loader_padding() -> int:
     """The crop padding of the device loaders (``optnb.data.GpuLoader``'s default)."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.data import GpuLoader
 
     return int(inspect.signature(GpuLoader).parameters["padding"].default)
@@ -495,6 +496,7 @@ def _loader_padding() -> int:
 def _folder_augmentation(resolution: int) -> dict[str, Any]:
     """Crop, flip and colour augmentation of the streamed ImageNet training loader, read off its
     transforms."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.data.folder import _FolderDataset
 
     names = [type(t).__name__ for t in _FolderDataset([], [], True, resolution).transform.transforms]
@@ -627,6 +629,7 @@ ROLES: dict[tuple[str, str], str] = {("table1", "train"): "train_cifar", ("table
 
 @functools.lru_cache(maxsize=8)
 def _notebook_defaults(notebook: str) -> dict[str, Any]:
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments.notebooks import find_notebook, notebook_parameters
 
     return {k: p.default for k, p in notebook_parameters(find_notebook(notebook)).items()}
@@ -635,6 +638,7 @@ def _notebook_defaults(notebook: str) -> dict[str, Any]:
 def _config(notebook: str, parameters: Mapping[str, Any]) -> Any:
     """The ``Config`` a notebook's ``resolve`` makes of the plan's ``parameters`` (over the
     notebook's own defaults), without its side effects: no folder, no seeding, no environment."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments import profiles
 
     spec = profiles.notebook_spec(notebook)
@@ -651,6 +655,7 @@ def configuration_for(table: str, row: str, role: str, column: str | None = None
     the plan's parameters (``plans.build``, datasets taken as present), resolved by the functions
     notebooks 06-09 use (``rows.plan_for``, ``nas.params.search_config``/``eval_config``).
     ``column`` picks a Table 1 column (default ``cifar10+``)."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments import rows as row_plans
     from optnb.nas.params import SEARCH_IMAGE_SIZE, TRANSFER_IMAGE_SIZE, eval_config, search_config
 
@@ -686,3 +691,12 @@ def configuration_for(table: str, row: str, role: str, column: str | None = None
         return phase, describe_search(search_config(cfg), cfg.dataset, size, row)
     size = TRANSFER_IMAGE_SIZE[cfg.profile] if phase == "transfer" else 32
     return phase, describe_evaluation(eval_config(cfg), cfg.dataset, size, row)
+
+
+def describe(kind: str, config: Any, **options: Any) -> dict[str, Any]:
+    """``describe_<kind>(config, **options)`` for ``kind`` in row, search, evaluation: what a
+    rehearsed run records (``optnb.train.rehearsal_overlay.note_configuration``)."""
+    functions = {"row": describe_row, "search": describe_search, "evaluation": describe_evaluation}
+    if kind not in functions:
+        raise PaperConfigError(f"unknown configuration kind {kind!r}; valid: {', '.join(functions)}")
+    return functions[kind](config, **options)

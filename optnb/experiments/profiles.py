@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import ownership, rehearsal_overlay, results
+from optnb.experiments import ownership, results
 from optnb.paths import RUN_ID_RULE, is_run_id, results_dir, run_dir
 from optnb.specs import (
     DATASET_CHOICES,
@@ -30,6 +30,7 @@ from optnb.specs import (
     integer,
     text,
 )
+from optnb.train import rehearsal_overlay
 
 #: notebook stem -> "module:ATTR" holding that notebook's ``dict[str, Param]`` (imported lazily).
 NOTEBOOK_SPECS: dict[str, str] = {

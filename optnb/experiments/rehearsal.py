@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import plans, rehearsal_overlay, rehearsal_sizing
+from optnb.experiments import plans, rehearsal_sizing
 from optnb.experiments.plans import Plan, PlanError, PlannedRun
 from optnb.experiments.targets import TORCHRUN_NOTEBOOKS
+from optnb.train import rehearsal_overlay
 
 #: the suites a rehearsal covers: the paper's tables
 TABLES = ("table1", "table2", "table3", "table4", "table5")
@@ -102,6 +103,7 @@ def tables_of(only: str | None) -> tuple[str, ...]:
 def build_plan(only: str | None, data_root: Path) -> Plan:
     """The paper plan of the tables in ``only`` with one seed, the generated data counting as
     present (it is, under ``data_root``)."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb import data
 
     plan = plans.build("paper", tables_of(only), 1,
@@ -190,6 +192,7 @@ class Killer:
 
 def _clear(root: Path, runs: Sequence[PlannedRun]) -> None:
     """Start every run afresh: remove its rehearsal folder (only folders of rehearsed runs)."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments.results import read_sidecar
     from optnb.paths import run_dir
 
@@ -202,6 +205,7 @@ def _clear(root: Path, runs: Sequence[PlannedRun]) -> None:
 def _pass(runs: list[PlannedRun], root: Path, settings: Settings, kill: bool) -> dict[str, Attempt]:
     """Execute ``runs`` once (notebooks ``jobs`` at a time, torchrun rows one by one); with
     ``kill`` each is killed once its first checkpoint exists."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments.reproduce import run_torchrun
     from optnb.experiments.runner import run_many
     from optnb.paths import run_dir
@@ -264,6 +268,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def rehearse(results_root: Path, settings: Settings, log: Callable[[str], None] = say) -> int:
     """The whole rehearsal (module docstring); returns the exit code (0 ok, 1 a failure)."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.data.fake import write_rehearsal_data
     from optnb.experiments import rehearsal_report
 

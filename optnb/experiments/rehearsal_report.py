@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import rehearsal_overlay
 from optnb.experiments.render import md_table
+from optnb.train import rehearsal_overlay
 
 #: configuration keys whose mapping keys are epochs (JSON made them strings)
 EPOCH_KEYED = ("lr_at", "drop_path_at")
@@ -33,6 +33,7 @@ def config_check(folder: Path, target: Any, sizing: Any) -> dict[str, Any] | Non
     """``paper_config.check`` of the configuration the run recorded (``rehearsal.json``), with
     the per-step batch as a documented deviation where the rehearsal shrank it; None when the
     run recorded none."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments import paper_config
 
     path = folder / rehearsal_overlay.CONFIG_FILE
@@ -59,6 +60,7 @@ def config_check(folder: Path, target: Any, sizing: Any) -> dict[str, Any] | Non
 
 
 def _log(folder: Path) -> dict[str, Any]:
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.train.callbacks import read_jsonl
 
     records = read_jsonl(folder / "metrics.jsonl")
@@ -73,6 +75,7 @@ def _log(folder: Path) -> dict[str, Any]:
 
 
 def _run(item: Any, root: Path, sizing: dict[str, Any]) -> dict[str, Any]:
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.experiments import costs
     from optnb.experiments.rehearsal_sizing import key_of
     from optnb.experiments.results import read_sidecar
@@ -198,6 +201,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def write(report: dict[str, Any], root: Path) -> tuple[Path, Path]:
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.atomic import write_text
     from optnb.experiments.results import to_jsonable
 

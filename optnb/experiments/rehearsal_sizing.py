@@ -78,6 +78,7 @@ def _model_and_batch(run: PlannedRun) -> tuple[Any, int, int, int, int]:
     state copies)`` of ``run``'s kind, built with the functions the run itself uses."""
     from dataclasses import replace
 
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb import data, models
     from optnb.experiments import costs
     from optnb.nas import genotypes, params
@@ -119,6 +120,7 @@ def size(run: PlannedRun, step_gflops: float = DEFAULT_STEP_GFLOPS, budget_bytes
     per-step batch must split over this many processes (torchrun)."""
     import torch
 
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.train import memory
 
     multiple = max(MIN_BATCH, multiple_of)
@@ -164,6 +166,7 @@ def size_plan(runs: list[PlannedRun], step_gflops: float = DEFAULT_STEP_GFLOPS, 
 
     import torch
 
+    # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.train import memory
 
     budget = memory.default_budget_bytes() // max(1, jobs)

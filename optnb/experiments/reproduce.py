@@ -34,7 +34,6 @@ from nbconvert import HTMLExporter
 
 from optnb.atomic import write_text
 from optnb.experiments import ownership, plans, render, results, tables
-from optnb.experiments.cluster import ClusterExecutor
 from optnb.experiments.notebooks import UnknownNotebookError, find_notebook
 from optnb.experiments.plans import Plan, PlannedRun
 from optnb.experiments.runner import Run, RunResult, run_many, run_notebook
@@ -86,10 +85,11 @@ def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path) -> RunResult:
 
 
 def execute(plan: Plan, results_dir: Path, jobs: int, timeout: float | None = None,
-            torchrun: int | None = None, executor: ClusterExecutor | None = None) -> list[Any]:
+            torchrun: int | None = None, executor: Any = None) -> list[Any]:
     """Run the plan stage by stage through ``runner.run_many`` (Table 1/2 rows through
     ``torchrun`` when ``torchrun`` is a process count); complete runs are skipped. With
-    ``executor`` (``optnb.experiments.cluster``) each stage's runs are cluster jobs instead."""
+    ``executor`` (a ``optnb.experiments.cluster.ClusterExecutor``; not imported here, it imports
+    this module) each stage's runs are cluster jobs instead."""
     done: list[RunResult] = []
     failed: set[str] = set()
     for k, stage in enumerate(plan.stages()):

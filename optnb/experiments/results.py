@@ -144,7 +144,7 @@ def environment() -> dict[str, Any]:
 
 def start_run(cfg: Any) -> Path:
     """Create the sidecar of ``cfg``'s run (status ``running``) and make it the current run."""
-    from optnb.experiments import rehearsal_overlay  # deferred: the package imports this module
+    from optnb.train import rehearsal_overlay  # deferred: the package imports this module
 
     device = str(cfg.device)
     sidecar = {

@@ -12,13 +12,13 @@ from typing import Any
 import torch
 
 from optnb import data
-from optnb.experiments import rehearsal_overlay
 from optnb.nas import genotypes
 from optnb.nas.errors import GenotypeError, NasError
 from optnb.nas.evaluate import EvalConfig, EvalResult, full_size_parameters, tensor_loaders
 from optnb.nas.params import SEARCH_IMAGE_SIZE, TRANSFER_IMAGE_SIZE
 from optnb.nas.search import SearchResult
 from optnb.paths import check_run_id, run_dir
+from optnb.train import rehearsal_overlay
 
 
 def _image_size(dataset: str, size: int | None) -> int | None:

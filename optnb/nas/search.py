@@ -45,7 +45,6 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from optnb.data import NUM_CLASSES, GpuLoader, make_loader
-from optnb.experiments import rehearsal_overlay
 from optnb.nas.architect import HVP_MODES, ORDERS, Architect
 from optnb.nas.collapse import EarlyStop
 from optnb.nas.derive import check_cap, check_rule
@@ -53,7 +52,7 @@ from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, count_parameter_free, to_dict
 from optnb.nas.partial import check_edge_normalization, check_partial_channels
 from optnb.nas.spaces import CELL_OUTPUTS, INITS, SearchNetwork, check_space
-from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, distributed, fit
+from optnb.train import Callback, ClassifierStep, FitOptions, StepOutput, distributed, fit, rehearsal_overlay
 
 PRECISIONS = ("auto", "fp32", "bf16")
 #: config keys that may change between a checkpoint and its resume

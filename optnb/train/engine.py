@@ -31,9 +31,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from optnb.experiments import rehearsal_overlay
 from optnb.models import count_params
-from optnb.train import compiling, distributed
+from optnb.train import compiling, distributed, rehearsal_overlay
 from optnb.train.callbacks import LOG_NAME, Callback, JsonlLogger
 from optnb.train.checkpoint import (
     CHECKPOINT_NAME,

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 
 from optnb import data, models
-from optnb.experiments import rehearsal_overlay
 from optnb.seed import seed_everything
-from optnb.train import compiling, distributed, recipes
+from optnb.train import compiling, distributed, recipes, rehearsal_overlay
 from optnb.train.callbacks import Callback
 from optnb.train.engine import FitOptions, FitResult, fit
 from optnb.train.recipes import Budget, Recipe

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,16 @@ def activate(profile: str) -> Overlay | None:
     return overlay
 
 
+_describe: Callable[..., dict[str, Any]] | None = None
+
+
+def set_describer(describe: Callable[..., dict[str, Any]]) -> None:
+    """``describe(kind, config, **options)``: how :func:`note_configuration` names a configuration's
+    settings (``optnb.experiments.paper_config.describe``, registered by ``optnb.experiments``)."""
+    global _describe
+    _describe = describe
+
+
 def deactivate() -> None:
     """Turn the overlay off again (tests; a process that rehearsed ends anyway)."""
     global _active
@@ -181,15 +191,14 @@ def note_configuration(run_dir: str | os.PathLike | None, phase: str, kind: str,
     ``optnb.experiments.paper_config.describe_<kind>(config, **describe)`` (``row``, ``search``,
     ``evaluation``: the names of the paper's settings), the paper's and the per-step batch, and
     ``extra``. Rank 0 only; a no-op outside a rehearsal."""
-    if _active is None or run_dir is None:
+    if _active is None or run_dir is None or _describe is None:
         return
-    from optnb.experiments import paper_config
-    from optnb.experiments.results import atomic_write_json, to_jsonable
+    from optnb.atomic import atomic_write_json, to_jsonable  # deferred: only a rehearsal writes this
     from optnb.train import distributed
 
     if not distributed.current().is_main:
         return
-    described = getattr(paper_config, f"describe_{kind}")(config, **(describe or {}))
+    described = _describe(kind, config, **(describe or {}))
     record = {"phase": phase, "configuration": described, "paper_batch": paper_batch,
               "step_batch": used_batch, "world_size": distributed.current().world_size,
               "overlay": _active.to_dict(), **extra}
