@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "optnb"
-BASE = ("specs", "paths", "seed", "live", "atomic")
+BASE = ("specs", "paths", "seed", "live", "atomic", "devices")
 #: layer -> the layers its modules may import (besides their own)
 ALLOWED: dict[str, set[str]] = {
     "base": set(),

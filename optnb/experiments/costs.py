@@ -57,9 +57,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optnb.devices import PEAK_BF16_TFLOPS
 from optnb.experiments import beyond, beyond_nas
 from optnb.experiments.targets import SEARCH_ROWS, TRANSFER_ROWS, Target
-from optnb.train.bench import PEAK_BF16_TFLOPS
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +79,7 @@ class CostError(ValueError):
     """A GPU or row the cost model does not know (one line naming the valid choices)."""
 
 
-#: dense bf16 peaks by device-name substring: ``optnb.train.bench.PEAK_BF16_TFLOPS`` (one table)
+#: dense bf16 peaks by device-name substring: ``optnb.devices.PEAK_BF16_TFLOPS`` (one table)
 #: the GPUs ``--gpu`` names (``current``: the CUDA device of this machine)
 GPUS = ("H200", "H100", "A100")
 #: the device this project's GPU sessions are lent

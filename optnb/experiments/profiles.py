@@ -30,7 +30,6 @@ from optnb.specs import (
     integer,
     text,
 )
-from optnb.train import rehearsal_overlay
 
 #: notebook stem -> "module:ATTR" holding that notebook's ``dict[str, Param]`` (imported lazily).
 NOTEBOOK_SPECS: dict[str, str] = {
@@ -286,6 +285,9 @@ def resolve(namespace: Mapping[str, Any], notebook: str, quiet: bool = False,
             notes.append(f"{name} from ${env}")
     values = validate(values, spec)
     profile, profile_notes = effective_profile(values["PROFILE"])
+    # deferred: optnb.train loads torch, which `optnb --help` (it imports this module) must not
+    from optnb.train import rehearsal_overlay
+
     if rehearsal_overlay.activate(profile) is not None:  # only with $OPTNB_REHEARSAL, paper only
         profile_notes.append(f"dress rehearsal (${rehearsal_overlay.ENV}): a few steps of the paper "
                              "configuration, not a result")

@@ -26,9 +26,10 @@ changes exactly this:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,14 +126,14 @@ def activate(profile: str) -> Overlay | None:
     return overlay
 
 
-_describe: Callable[..., dict[str, Any]] | None = None
+#: what names a configuration's settings, as "module:function" (imported when a rehearsed run
+#: records its configuration; the function lives in a higher layer, ``optnb.experiments``)
+DESCRIBER = "optnb.experiments.paper_config:describe"
 
 
-def set_describer(describe: Callable[..., dict[str, Any]]) -> None:
-    """``describe(kind, config, **options)``: how :func:`note_configuration` names a configuration's
-    settings (``optnb.experiments.paper_config.describe``, registered by ``optnb.experiments``)."""
-    global _describe
-    _describe = describe
+def _describe(kind: str, config: Any, **options: Any) -> dict[str, Any]:
+    module, name = DESCRIBER.split(":")
+    return getattr(importlib.import_module(module), name)(kind, config, **options)
 
 
 def deactivate() -> None:
@@ -191,9 +192,10 @@ def note_configuration(run_dir: str | os.PathLike | None, phase: str, kind: str,
     ``optnb.experiments.paper_config.describe_<kind>(config, **describe)`` (``row``, ``search``,
     ``evaluation``: the names of the paper's settings), the paper's and the per-step batch, and
     ``extra``. Rank 0 only; a no-op outside a rehearsal."""
-    if _active is None or run_dir is None or _describe is None:
+    if _active is None or run_dir is None:
         return
-    from optnb.atomic import atomic_write_json, to_jsonable  # deferred: only a rehearsal writes this
+    # deferred: only a rehearsal writes this
+    from optnb.atomic import write_text
     from optnb.train import distributed
 
     if not distributed.current().is_main:
@@ -202,4 +204,4 @@ def note_configuration(run_dir: str | os.PathLike | None, phase: str, kind: str,
     record = {"phase": phase, "configuration": described, "paper_batch": paper_batch,
               "step_batch": used_batch, "world_size": distributed.current().world_size,
               "overlay": _active.to_dict(), **extra}
-    atomic_write_json(Path(run_dir) / CONFIG_FILE, to_jsonable(record))
+    write_text(Path(run_dir) / CONFIG_FILE, json.dumps(record, indent=1, default=str) + "\n")
