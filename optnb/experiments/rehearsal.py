@@ -32,12 +32,12 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optnb.experiments import plans, rehearsal_sizing
+from optnb.experiments import plans, rehearsal_sizing, runner
 from optnb.experiments.plans import Plan, PlanError, PlannedRun
 from optnb.experiments.targets import TORCHRUN_NOTEBOOKS
 from optnb.train import rehearsal_overlay
@@ -252,20 +252,6 @@ def execute(plan: Plan, root: Path, settings: Settings) -> list[Rehearsed]:
     return list(done.values())
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def rehearse(results_root: Path, settings: Settings, log: Callable[[str], None] = say) -> int:
     """The whole rehearsal (module docstring); returns the exit code (0 ok, 1 a failure)."""
     # deferred: heavy (torch, the networks, the plans) and only needed here
@@ -279,7 +265,7 @@ def rehearse(results_root: Path, settings: Settings, log: Callable[[str], None] 
     try:
         write_rehearsal_data(data_root, cifar=CIFAR_SIZES)
         log(f"rehearsal: data in the real formats under {data_root} ({time.monotonic() - start:.0f} s)")
-        with _environment({"OPTNB_DATA": str(data_root)}):
+        with runner.environment({"OPTNB_DATA": str(data_root)}):
             plan = select(build_plan(settings.only, data_root), settings.cells)
         _clear(root, plan.runs)
         runs = [r for r in plan.runs if r.target is not None]
@@ -294,7 +280,7 @@ def rehearse(results_root: Path, settings: Settings, log: Callable[[str], None] 
             f"{settings.steps} step(s) per epoch, stop after {settings.stop_after} epochs; results in {root}")
         env = {rehearsal_overlay.ENV: str(path), "OPTNB_DATA": str(data_root), "OPTNB_PROFILE": "paper",
                "OPTNB_COMPILE": "off", "OPTNB_DOWNLOAD": "0"}
-        with _environment(env):
+        with runner.environment(env):
             rehearsed = execute(plan, root, settings)
         wall = time.monotonic() - start
         report = rehearsal_report.build(rehearsed, root, sizing, overlay, settings, wall)

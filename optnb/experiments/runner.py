@@ -97,7 +97,7 @@ def kernel_environment(results_root: Path, run_id: str, tmp: Path | None = None)
 
 
 @contextlib.contextmanager
-def _environ(values: Mapping[str, str | None]) -> Iterator[None]:
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set (or, for None, remove) environment variables for the kernels started inside the block."""
     saved = {k: os.environ.get(k) for k in values}
     for key, value in values.items():
@@ -248,7 +248,7 @@ def _papermill(run: Run, path: Path, base: Path, lock: ownership.RunLock, cell_t
     start = time.monotonic()
     error: str | None = None
     with ownership.kernel_tmp(lock) as tmp, \
-            _environ({**kernel_environment(base, run.run_id, tmp), **lock.environment()}):
+            environment({**kernel_environment(base, run.run_id, tmp), **lock.environment()}):
         try:
             papermill.execute_notebook(
                 str(path), str(output_path), parameters=parameters, kernel_name=KERNEL_NAME,
