@@ -7,7 +7,8 @@ Two ways in:
   smoke runs and low-resolution subsets.
 * :class:`FolderLoader` streams a *large* tree (real ImageNet) through a ``DataLoader`` whose
   workers decode and crop (the DenseNet/ResNet ImageNet augmentation: RandomResizedCrop + flip for
-  training, Resize + CenterCrop for evaluation) and return uint8; normalisation happens batched on
+  training, Resize + CenterCrop for evaluation), jitter colours when asked
+  (:mod:`optnb.data.color`) and return uint8; lighting noise and normalisation happen batched on
   the device. The order is a function of ``(seed, epoch)`` only, so ``state_dict`` is exact.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from optnb.data import color as colors
 from optnb.data.errors import DataError, DatasetNotFoundError
 from optnb.data.loader import EpochOrder
 
@@ -87,14 +89,20 @@ def folder_tensors(root: Path, train: bool = True,
 
 
 class _FolderDataset(torch.utils.data.Dataset):
-    def __init__(self, files: list[Path], labels: list[int], train: bool, resolution: int):
+    """Items are ``(uint8 image, label)``, plus the lighting coefficients when ``color`` has
+    lighting noise (training only)."""
+
+    def __init__(self, files: list[Path], labels: list[int], train: bool, resolution: int,
+                 color: str = "none"):
         from torchvision.transforms import v2
 
         self.files, self.labels = files, labels
         self.train, self.epoch_seed = train, 0
+        self.color = colors.get(color) if train else colors.get("none")
         if train:
+            jitter = self.color.jitter()
             self.transform = v2.Compose([v2.RandomResizedCrop(resolution, antialias=True),
-                                         v2.RandomHorizontalFlip()])
+                                         v2.RandomHorizontalFlip(), *([jitter] if jitter else [])])
         else:
             resize = int(round(resolution * 256 / 224))
             self.transform = v2.Compose([v2.Resize(resize, antialias=True),
@@ -103,15 +111,18 @@ class _FolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple:
         image = decode_rgb(self.files[i])
         if not self.train:
             return self.transform(image), self.labels[i]
-        # the random crop/flip of image i depends on (seed, epoch, i) only: not on workers, not
-        # on the training process's global RNG (which it leaves untouched)
+        # the random crop/flip/colour of image i depends on (seed, epoch, i) only: not on workers,
+        # not on the training process's global RNG (which it leaves untouched)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.epoch_seed * 100_003 + i)
-            return self.transform(image), self.labels[i]
+            image = self.transform(image)
+            if self.color.lighting:
+                return image, self.labels[i], self.color.draw_lighting()
+            return image, self.labels[i]
 
 
 class FolderLoader(EpochOrder):
@@ -119,15 +130,17 @@ class FolderLoader(EpochOrder):
 
     Rank ``r`` of ``world_size`` takes slice ``r`` of every global batch of
     ``batch_size * world_size`` images, so all ranks together see what one rank would.
+    ``color`` names the training split's colour recipe (:data:`optnb.data.color.COLOR_AUGMENTATIONS`).
     """
 
     def __init__(self, root: Path, train: bool, batch_size: int, device: torch.device | str,
                  mean: tuple[float, ...], std: tuple[float, ...], resolution: int = 224,
                  shuffle: bool | None = None, drop_last: bool | None = None, seed: int = 0,
                  num_workers: int = 0, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, color: str = "none") -> None:
+        colors.get(color)  # an unknown name fails here, before any file is listed
         files, labels, self.classes = list_images(root, train)
-        self.dataset = _FolderDataset(files, labels, train, resolution)
+        self.dataset = _FolderDataset(files, labels, train, resolution, color)
         self.batch_size, self.device = int(batch_size), torch.device(device)
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last = train if drop_last is None else drop_last
@@ -168,8 +181,11 @@ class FolderLoader(EpochOrder):
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=self._rank_batches(gen), num_workers=self.num_workers,
             generator=gen, pin_memory=self.device.type == "cuda", persistent_workers=False)
-        for x, y in loader:
-            x = x.to(self.device, non_blocking=True).float().sub_(self.mean).div_(self.std)
+        for x, y, *lighting in loader:
+            x = x.to(self.device, non_blocking=True).float()
+            if lighting:  # fb.resnet.torch's order: jitter (in the worker), lighting, normalise
+                colors.add_lighting(x, lighting[0])
+            x = x.sub_(self.mean).div_(self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y.to(self.device, non_blocking=True)

@@ -141,8 +141,11 @@ PAPER_SETTINGS: dict[str, tuple[Setting, ...]] = {
         _s("crop", "random_resized_crop",
            "DenseNet ImageNet (fb.resnet.torch): random-sized 224 crop (docs/recipes.md)"),
         _s("flip", True, "He et al. §3.4 / DenseNet ImageNet: horizontal flip"),
-        _s("color_augmentation", True, "He et al. §3.4: 'The standard color augmentation in [21] is used'; "
-                                       "DenseNet adopts the same scheme"),
+        _s("color_jitter", {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.0},
+           "He et al. §3.4: 'The standard color augmentation in [21] is used'; DenseNet's ImageNet code "
+           "(fb.resnet.torch): ColorJitter{brightness=0.4, contrast=0.4, saturation=0.4}"),
+        _s("lighting", 0.1, "He et al. §3.4 / [21]: PCA lighting noise; fb.resnet.torch: "
+                            "Lighting(0.1, pca.eigval, pca.eigvec)"),
     ),
     "search": (
         _s("dataset", "cifar10", f"{_S93}'We evaluate our methods on CIFAR-10'"),
@@ -226,8 +229,9 @@ PAPER_SETTINGS: dict[str, tuple[Setting, ...]] = {
         _s("image_size", 224, f"{_DARTS_IN}: RandomResizedCrop(224)"),
         _s("crop", "random_resized_crop", f"{_DARTS_IN}: RandomResizedCrop(224)"),
         _s("flip", True, f"{_DARTS_IN}: RandomHorizontalFlip()"),
-        _s("color_augmentation", True,
+        _s("color_jitter", {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2},
            f"{_DARTS_IN}: ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)"),
+        _s("lighting", 0.0, f"{_DARTS_IN}: no lighting noise"),
     ),
 }
 
@@ -312,10 +316,7 @@ DOCUMENTED_DEVIATIONS: dict[str, tuple[Deviation, ...]] = {
                   "DenseNet's dropout applies to them (optnb.train.experiment)",
                   tuple(r.key for r in paper.table("table1").reproducible_rows if r.key.startswith(RESNET_FAMILIES))),
     ),
-    "train_imagenet": (
-        Deviation("color_augmentation", False, "not implemented: optnb.data.FolderLoader trains with "
-                  "RandomResizedCrop + flip only (reported to the lead, issue 11)"),
-    ),
+    "train_imagenet": (),
     "search": (
         Deviation("arch_init", "random", "alphas and edge logits start at 1e-3 * randn as in DARTS's code "
                   "('practically zero'); init='zeros' is the option (docs/nas_choices.md, item 6)", ("agd",)),
@@ -324,10 +325,7 @@ DOCUMENTED_DEVIATIONS: dict[str, tuple[Deviation, ...]] = {
                   "(docs/nas_choices.md, item 5)", ("hb_init",)),
     ),
     "evaluate": (),
-    "transfer": (
-        Deviation("color_augmentation", False, "not implemented: optnb.data.FolderLoader has no ColorJitter "
-                  "(DARTS train_imagenet.py has one; reported to the lead, issue 11)"),
-    ),
+    "transfer": (),
 }
 
 
@@ -493,16 +491,28 @@ def _loader_padding() -> int:
     return int(inspect.signature(GpuLoader).parameters["padding"].default)
 
 
-def _folder_augmentation(resolution: int) -> dict[str, Any]:
-    """Crop, flip and colour augmentation of the streamed ImageNet training loader, read off its
-    transforms."""
+def _folder_augmentation(resolution: int, color: str) -> dict[str, Any]:
+    """Crop, flip, colour jitter and lighting noise of the streamed ImageNet training loader, read
+    off the transforms it builds."""
     # deferred: heavy (torch, the networks, the plans) and only needed here
     from optnb.data.folder import _FolderDataset
 
-    names = [type(t).__name__ for t in _FolderDataset([], [], True, resolution).transform.transforms]
+    dataset = _FolderDataset([], [], True, resolution, color)
+    transforms = {type(t).__name__: t for t in dataset.transform.transforms}
+    names = list(transforms)
     crop = "random_resized_crop" if "RandomResizedCrop" in names else "+".join(names)
-    return {"crop": crop, "flip": "RandomHorizontalFlip" in names,
-            "color_augmentation": any(n in ("ColorJitter", "RandomPhotometricDistort", "Lighting") for n in names)}
+    jitter = dict.fromkeys(("brightness", "contrast", "saturation", "hue"), 0.0)
+    if "ColorJitter" in transforms:  # torchvision keeps the factor ranges: [1 - s, 1 + s], [-h, h]
+        for name in jitter:
+            bounds = getattr(transforms["ColorJitter"], name)
+            if bounds is not None:
+                jitter[name] = (bounds[1] - bounds[0]) / 2
+    return {"crop": crop, "flip": "RandomHorizontalFlip" in names, "color": color,
+            "color_jitter": jitter, "lighting": dataset.color.lighting}
+
+
+_NO_COLOR = {"color": "none", "color_jitter": dict.fromkeys(("brightness", "contrast", "saturation", "hue"), 0.0),
+             "lighting": 0.0}
 
 
 def _default(builder: Any, name: str) -> Any:
@@ -538,10 +548,10 @@ def describe_row(plan: RowPlan, column: str | None = None) -> dict[str, Any]:
         else:
             out["growth_rate"] = plan.model_options.get("growth_rate", _default(spec.builder, "growth_rate"))
     if plan.dataset == "imagenet" and imagenet:
-        out.update(_folder_augmentation(plan.resolution))
+        out.update(_folder_augmentation(plan.resolution, plan.color))
     else:  # the device loader of make_loaders: pad size // 8 (4 at 32x32), crop, flip; no colour
         out.update(augment=plan.augment, crop_padding=max(1, plan.resolution // 8) if plan.augment else 0,
-                   flip=plan.augment, crop="pad_crop" if plan.augment else "none", color_augmentation=False)
+                   flip=plan.augment, crop="pad_crop" if plan.augment else "none", **_NO_COLOR)
     out["dropout"] = float(plan.model_options.get("dropout", 0.0))
     if not imagenet:
         out["column"] = column or table1_column(plan.dataset, plan.augment)
@@ -609,9 +619,9 @@ def describe_evaluation(cfg: EvalConfig, dataset: str | None = None, image_size:
     else:
         out["lr_min"] = cfg.lr_min
     if dataset == "imagenet" and image_size is not None:
-        out.update(_folder_augmentation(image_size))
+        out.update(_folder_augmentation(image_size, cfg.color))
     else:  # the device loaders of tensor_loaders: crop with the loader's padding, flip, cutout
-        out.update(crop_padding=_loader_padding(), flip=True, crop="pad_crop", color_augmentation=False)
+        out.update(crop_padding=_loader_padding(), flip=True, crop="pad_crop", **_NO_COLOR)
     if dataset is not None:
         out["dataset"] = dataset
     if image_size is not None:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from optnb.data import GpuLoader, make_loader
+from optnb.data.color import COLOR_AUGMENTATIONS
 from optnb.nas.errors import NasError, unknown
 from optnb.nas.genotypes import Genotype, normalize, to_dict
 from optnb.nas.network import NetworkCIFAR, NetworkImageNet, count_parameters, drop_path_schedule
@@ -34,6 +35,9 @@ NETWORKS = ("cifar", "imagenet")
 SCHEDULES = ("cosine", "exp97")
 #: config keys that may change between a checkpoint and its resume
 RESUME_FREE = ("eval_every", "epochs_limit")
+#: settings added after checkpoints existed: left out of the identity at these values, so that
+#: those checkpoints still resume
+LATER_SETTINGS = {"color": "none"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class EvalConfig:
     exempt_negative: bool = True  # the negative identity is exempt from drop path like identity
     cutout: int = 16
     label_smoothing: float = 0.0
+    color: str = "none"  # colour augmentation of a streamed ImageNet tree (optnb.data.color)
     precision: str = "auto"
     max_images: int = 0  # 0: every image of both splits
     eval_every: int = 0  # 0: test only after the last epoch
@@ -70,6 +75,8 @@ class EvalConfig:
             raise unknown("lr schedule", self.schedule, SCHEDULES)
         if self.precision not in PRECISIONS:
             raise unknown("precision", self.precision, PRECISIONS)
+        if self.color not in COLOR_AUGMENTATIONS:
+            raise unknown("colour augmentation", self.color, COLOR_AUGMENTATIONS)
         for name in ("C", "layers", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise NasError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -89,7 +96,8 @@ class EvalConfig:
 
     def identity(self, genotype: Genotype) -> dict[str, Any]:
         """What an evaluation checkpoint must match: the genotype and every other setting."""
-        settings = {k: v for k, v in asdict(self).items() if k not in RESUME_FREE}
+        settings = {k: v for k, v in asdict(self).items()
+                    if k not in RESUME_FREE and LATER_SETTINGS.get(k, object()) != v}
         return {"kind": "evaluate", "genotype": to_dict(genotype), **settings}
 
 

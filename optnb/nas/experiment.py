@@ -37,7 +37,7 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
 
     Table 4 (and every smoke run): in-memory data on device-resident loaders. Table 5 with the
     real ImageNet tree outside the smoke profile: streamed by ``optnb.data.FolderLoader``
-    (RandomResizedCrop + flip at 224, worker processes decode).
+    (RandomResizedCrop + flip + ``settings.color`` at 224, worker processes decode).
     """
     batch = rehearsal_overlay.step_batch(f"evaluate:{settings.network}", settings.batch_size)
     if cfg.task == "imagenet" and cfg.dataset == "imagenet" and cfg.profile != "smoke":
@@ -46,7 +46,7 @@ def eval_loaders(cfg: Any, settings: EvalConfig):
         opts = {"mean": data.MEAN["imagenet"], "std": data.STD["imagenet"], "resolution": size,
                 "seed": settings.seed, "num_workers": min(8, os.cpu_count() or 1)}
         root = data.default_root("imagenet")
-        train = data.FolderLoader(root, True, batch, cfg.device, **opts)
+        train = data.FolderLoader(root, True, batch, cfg.device, color=settings.color, **opts)
         test = data.FolderLoader(root, False, 2 * batch, cfg.device, **opts)
         return train, test, len(train.classes)
     size = TRANSFER_IMAGE_SIZE[cfg.profile] if cfg.task == "imagenet" else None  # any dataset

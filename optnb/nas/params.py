@@ -13,7 +13,8 @@ paper      C=16, 8 cells, batch 64, 50 epochs, 25k/25k        C=36, 20 cells, ba
 =========  =================================================  =================================
 
 The ImageNet transfer (Table 5) uses DARTS's mobile recipe at ``paper`` (C=48, 14 cells, 250
-epochs, batch 128, lr 0.1 decayed x0.97 per epoch, wd 3e-5, label smoothing 0.1) and tiny sizes
+epochs, batch 128, lr 0.1 decayed x0.97 per epoch, wd 3e-5, label smoothing 0.1, its colour jitter on
+the streamed ImageNet tree) and tiny sizes
 at ``smoke`` (no auxiliary head there: its 5x5 pooling needs the 7x7 map of 224x224 inputs).
 """
 
@@ -73,7 +74,7 @@ EVAL_SIZES: dict[str, dict[str, Any]] = {
 #: DARTS's ImageNet (mobile setting) recipe, and the tiny stand-ins of the smaller profiles.
 IMAGENET_RECIPE = EvalConfig(network="imagenet", C=48, layers=14, epochs=250, batch_size=128,
                              lr=0.1, weight_decay=3e-5, label_smoothing=0.1, drop_path=0.0,
-                             cutout=0, schedule="exp97")
+                             cutout=0, schedule="exp97", color="darts")
 TRANSFER_SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"C": 8, "layers": 3, "batch_size": 8, "epochs": 1, "max_images": 64,
               "auxiliary": False},

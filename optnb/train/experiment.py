@@ -55,13 +55,21 @@ class RowPlan:
     def __post_init__(self) -> None:
         self.trained_model = self.trained_model or self.model
 
+    @property
+    def color(self) -> str:
+        """The colour augmentation it trains with: the recipe's on the streamed ImageNet tree, none
+        on the in-memory datasets."""
+        return self.recipe.color if self.dataset == "imagenet" else "none"
+
     def identity(self) -> dict[str, Any]:
         """What the row is: a checkpoint must match it to be resumed."""
         return {"kind": "train", "model": self.model, "trained_model": self.trained_model,
                 "dataset": self.dataset, "augment": self.augment, "profile": self.profile,
                 "seed": self.seed, "batch_size": self.batch_size, "resolution": self.resolution,
                 "recipe": self.recipe.name,
-                "model_options": {k: v for k, v in sorted(self.model_options.items())}}
+                "model_options": {k: v for k, v in sorted(self.model_options.items())},
+                # only where it is on, so that checkpoints made before it existed still resume
+                **({"color": self.color} if self.color != "none" else {})}
 
 
 @dataclass
@@ -160,7 +168,8 @@ def make_loaders(plan: RowPlan, device: torch.device, root: str | Path | None = 
         root = Path(root) if root is not None else data.default_root("imagenet")
         common = dict(root=root, batch_size=per_rank, device=device, mean=mean, std=std,
                       resolution=plan.resolution, seed=plan.seed, num_workers=num_workers, **shard)
-        return data.FolderLoader(train=True, **common), data.FolderLoader(train=False, **common)
+        return (data.FolderLoader(train=True, color=plan.color, **common),
+                data.FolderLoader(train=False, **common))
     size = plan.resolution
     x, y = data.load(plan.dataset, root, train=True, image_size=size, seed=plan.seed)
     xt, yt = data.load(plan.dataset, root, train=False, image_size=size, seed=plan.seed)

@@ -10,7 +10,8 @@ in DenseNet [10]" -- so ResNet/HBNet on CIFAR use the DenseNet recipe too (``res
   (``docs/recipes.md`` lists every source).
 * ``imagenet``: the paper gives no ImageNet schedule beyond "DenseNet's strategy". Default: the
   DenseNet ImageNet schedule (90 epochs, batch 256, lr 0.1 /10 at epochs 30 and 60, wd 1e-4,
-  Nesterov 0.9). The variant ``newton_design`` (the same group's Newton-Design code: 100 epochs,
+  Nesterov 0.9) with fb.resnet.torch's colour augmentation (jitter 0.4 and PCA lighting 0.1,
+  ``optnb.data.color``). The variant ``newton_design`` (the same group's Newton-Design code: 100 epochs,
   /10 at 30/60/90, plain momentum) is a field: ``get("imagenet").variant("newton_design")``.
 
 Milestones are fractions of the run so that a shortened schedule keeps the same shape.
@@ -47,6 +48,7 @@ class Recipe:
     lr_schedule: str = "step"  # step: x gamma at each milestone | cosine: to 0 over the run
     dropout_without_augmentation: float = 0.0
     resolution: int = 32
+    color: str = "none"  # ImageNet colour augmentation: a name of optnb.data.color.COLOR_AUGMENTATIONS
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -99,6 +101,7 @@ RECIPES: dict[str, Recipe] = {
         source="paper §8: ResNet/HBNet are trained with DenseNet's strategy (= densenet_cifar)"),
     "imagenet": Recipe(
         name="imagenet", epochs=90, batch_size=256, milestones=(1 / 3, 2 / 3), resolution=224,
+        color="fb_resnet",
         variants={"newton_design": {"epochs": 100, "milestones": (0.3, 0.6, 0.9),
                                     "nesterov": False}},
         source="DenseNet ImageNet schedule (recalled, not stated in the paper); "
