@@ -265,3 +265,14 @@ def test_ctrl_c_cancels_the_jobs_and_names_the_runs_left(tmp_path):
         time.sleep(0.2)
     folder = results / "runs" / ids[0]
     assert ownership.holder(folder) is None and sidecar(results, nb, runs[0])["status"] == "running"
+
+
+def test_the_report_header_names_the_devices_the_jobs_ran_on(tmp_path, monkeypatch):
+    from optnb.experiments import reproduce
+
+    plan = plans.load_plan(write_plan(tmp_path, [{"MODEL": "resnet56"}])[0], "smoke")
+    monkeypatch.setattr(reproduce.torch.cuda, "is_available", lambda: False)  # the login node
+    header = reproduce.provenance_header(plan, ["--executor", "slurm"], ["cuda:0 (NVIDIA H200)"])
+    assert "device: cuda:0 (NVIDIA H200) (the runs' sidecars); this report was made on CPU only" in header
+    local = reproduce.provenance_header(plan, [], ["cpu"])
+    assert "device: CPU only (" in local and "sidecars" not in local

@@ -131,10 +131,15 @@ def run_report_notebook(results_dir: Path, profile: str, report_dir: Path,
     return None
 
 
-def provenance_header(plan: Plan, argv: Sequence[str]) -> str:
-    """How the report was made: command, profile, device, versions, date."""
+def provenance_header(plan: Plan, argv: Sequence[str], run_devices: Sequence[str] = ()) -> str:
+    """How the report was made: command, profile, device, versions, date.
+
+    ``run_devices`` are the devices the runs' sidecars name; where they are not this machine's (the
+    runs were cluster jobs), the header names both."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else (
         f"CPU only ({os.cpu_count()} cores, {platform.machine()})")
+    if not torch.cuda.is_available() and any(d.startswith("cuda") for d in run_devices):
+        device = f"{', '.join(sorted(set(run_devices)))} (the runs' sidecars); this report was made on {device}"
     lines = [
         f"Made by `optnb reproduce {' '.join(argv)}`".rstrip() + f" on "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
@@ -147,6 +152,12 @@ def provenance_header(plan: Plan, argv: Sequence[str]) -> str:
                      "are not a reproduction of the paper.**")
     lines += [f"Note: {n}" for n in plan.notes]
     return "\n\n".join(lines)
+
+
+def _device_of(sidecar: dict) -> str:
+    gpu = (sidecar.get("versions") or {}).get("gpu")
+    device = str(sidecar["device"])
+    return f"{device} ({gpu})" if gpu and device.startswith("cuda") else device
 
 
 def runs_markdown(plan: Plan, outcomes: Sequence[RunResult]) -> str:
@@ -180,7 +191,9 @@ def write_report(plan: Plan, outcomes: Sequence[RunResult], results_dir: Path,
         names = sorted({r.target.table for r in plan.runs if r.target})
     report = tables.build(results_dir, tables=names or None,
                           run_ids=[r.run_id for r in plan.runs])
-    md = render.report_markdown(report, header=provenance_header(plan, argv))
+    sidecars = [results.read_sidecar(run_dir(r.run_id, results_dir, create=False)) for r in plan.runs]
+    devices = [_device_of(sc) for sc in sidecars if sc.get("device")]
+    md = render.report_markdown(report, header=provenance_header(plan, argv, devices))
     md += "\n## Runs\n\n" + runs_markdown(plan, outcomes) + "\n"
     write_text(report_dir / "report.md", md)
     render.write_csv(report_dir / "tables.csv", report.all_lines)

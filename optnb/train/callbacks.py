@@ -46,7 +46,10 @@ class Callback:
 
 
 class JsonlLogger(Callback):
-    """One JSON object per line: ``{"kind": "start"|"step"|"epoch"|"end", ...}``.
+    """One JSON object per line: ``{"kind": ..., ...}``. Each fit writes a start record (the fit's
+    ``info``; its ``kind`` is the info's own, e.g. ``train``/``search``/``evaluate``, which readers
+    such as ``optnb.nas.stability`` look for, else ``start``), then ``step`` and ``epoch`` records,
+    then ``end``.
 
     The log mirrors the checkpoint: at the start of a fit, records the checkpoint does not cover
     (written after the last checkpoint by a run that then crashed or was killed) are dropped, and a
