@@ -10,6 +10,7 @@ folder path, a Table 2 row under torchrun with 2 gloo processes) is rehearsed en
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,10 +141,17 @@ def test_rehearse_refuses_what_it_cannot_rehearse(capsys):
 SUBSET = ("table1/resnet56/cifar10+", "table2/resnet34", "table4/darts_1st", "table5/darts_2nd")
 
 
-def test_rehearsal_of_one_row_per_table(tmp_path):
+def test_rehearsal_of_one_row_per_table(tmp_path, capfd):
     # 50 GFLOP per step (not the default 200) keeps the test's steps short; the paths are the same
     settings = rehearsal.Settings(jobs=2, torchrun=2, cells=SUBSET, step_gflops=50.0)
     assert rehearsal.rehearse(tmp_path, settings, log=print) == 0
+    console = capfd.readouterr()
+    # a planned kill is said as such, not as a failed run; the memory profiler's chatter is in a log
+    kills = re.findall(r"^kill (\S+): SIGKILL", console.out, re.M)
+    planned = re.findall(r"^killed (\S+): as planned, after its first checkpoint; it resumes next$", console.out, re.M)
+    assert len(planned) >= 5 and set(planned) == set(kills)
+    assert "FAILED" not in console.out and "gpuGetDeviceCount" not in console.out + console.err
+    assert "profiler_start" in (tmp_path / rehearsal.FOLDER / "sizing-stderr.log").read_text()
     report = json.loads((tmp_path / rehearsal.FOLDER / "report.json").read_text())
     runs = report["runs"]
     assert sorted({r["table"] for r in runs}) == ["table1", "table2", "table4", "table5"]

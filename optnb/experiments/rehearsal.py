@@ -215,10 +215,17 @@ def _pass(runs: list[PlannedRun], root: Path, settings: Settings, kill: bool) ->
     notebooks = [r for r in runs if r not in distributed]
     results = []
     with Killer(folders if kill else {}) as killer:
+
+        def log(line: str) -> None:  # the runners report a planned kill as a failed run: say what it is
+            words = line.split()
+            if len(words) > 1 and words[0] == "FAILED" and words[1] in killer.killed:
+                line = f"killed {words[1]}: as planned, after its first checkpoint; it resumes next"
+            say(line)
+
         if notebooks:
             results += run_many([r.to_run() for r in notebooks], jobs=settings.jobs, results_dir=root,
-                                skip_complete=not kill, timeout=settings.timeout, log=say)
-        results += [run_torchrun(r, settings.torchrun, root) for r in distributed]
+                                skip_complete=not kill, timeout=settings.timeout, log=log)
+        results += [run_torchrun(r, settings.torchrun, root, log=log) for r in distributed]
     out = {}
     for r in results:
         after = killer.killed.get(r.run.run_id)

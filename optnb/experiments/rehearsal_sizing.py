@@ -22,6 +22,7 @@ and free their own tensors; the 2nd-order unrolled copy adds one set of weights)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,6 +150,15 @@ def size(run: PlannedRun, step_gflops: float = DEFAULT_STEP_GFLOPS, budget_bytes
     return Sizing(key_of(run), paper_batch, batch, "; ".join(reasons), flops, side, mem)
 
 
+def _stderr_to(path: str) -> None:
+    """Worker initializer: the CPU profiler of the memory measurement (kineto) writes start/stop
+    lines and a "gpuGetDeviceCount failed" error to fd 2 on every measurement; keep them in
+    ``path`` instead of the rehearsal's console (Python errors still reach the parent)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _size_one(run: PlannedRun, step_gflops: float, budget: int, multiple_of: int) -> Sizing:
     import torch
 
@@ -160,7 +170,8 @@ def size_plan(runs: list[PlannedRun], step_gflops: float = DEFAULT_STEP_GFLOPS, 
               multiple_of: int = 1, log: Any = None, cache: Path | None = None) -> dict[str, Sizing]:
     """:func:`size` once per kind of run (key) of ``runs``, in ``jobs`` worker processes; the
     memory budget is shared by the ``jobs`` runs that execute at once. ``cache``: a JSON file
-    that keeps the sizings of earlier rehearsals (same key, budget, FLOP cap and torch)."""
+    that keeps the sizings of earlier rehearsals (same key, budget, FLOP cap and torch); the
+    workers' stderr goes to ``sizing-stderr.log`` beside it."""
     import json
     from concurrent.futures import ProcessPoolExecutor
 
@@ -184,7 +195,9 @@ def size_plan(runs: list[PlannedRun], step_gflops: float = DEFAULT_STEP_GFLOPS, 
             todo[key] = run
     out: dict[str, Sizing] = {}
     if todo:
-        with ProcessPoolExecutor(max(1, min(jobs, len(todo)))) as pool:
+        stderr = str(cache.with_name("sizing-stderr.log")) if cache is not None else os.devnull
+        with ProcessPoolExecutor(max(1, min(jobs, len(todo))), initializer=_stderr_to,
+                                 initargs=(stderr,)) as pool:
             futures = {k: pool.submit(_size_one, r, step_gflops, budget,
                                       multiple_of if r.notebook in (NB_CIFAR, NB_IMAGENET) else 1)
                        for k, r in todo.items()}

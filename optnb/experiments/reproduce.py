@@ -24,7 +24,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,21 +56,23 @@ def _blocked(run: PlannedRun, failed: set[str]) -> RunResult:
                      f"blocked: needs {why}, which did not complete", 0.0)
 
 
-def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path) -> RunResult:
+def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path,
+                 log: Callable[[str], None] = say) -> RunResult:
     """Execute a Table 1/2 run with ``torchrun`` (see ``plans.torchrun_command``): it writes the
     same sidecar as the notebook would. Complete runs are skipped and an interrupted one resumes
     its checkpoint. The run folder is claimed here first (waiting while another process holds
-    it) and the job is told so; the job gets SIGTERM if this process dies."""
+    it) and the job is told so; the job gets SIGTERM if this process dies. ``log`` prints the
+    progress lines, as in ``runner.run_many``."""
     folder = run_dir(run.run_id, results_dir, create=False)
     sidecar = folder / results.SIDECAR
     if results.is_complete(folder):
         return RunResult(run.to_run(), True, None, sidecar, None, 0.0, skipped=True)
-    with ownership.claim_waiting(folder, say=say) as lock:
+    with ownership.claim_waiting(folder, say=log) as lock:
         if results.is_complete(folder):  # its previous owner completed it while we waited
             return RunResult(run.to_run(), True, None, sidecar, None, 0.0, skipped=True)
         cmd = plans.torchrun_command(run, nproc, results_dir,
                                      resume=(folder / "checkpoint.pt").is_file())
-        say(f"torchrun {run.run_id}: {' '.join(cmd[1:])}")
+        log(f"torchrun {run.run_id}: {' '.join(cmd[1:])}")
         start = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **lock.environment()},
                               preexec_fn=die_with_parent)
@@ -80,7 +82,7 @@ def run_torchrun(run: PlannedRun, nproc: int, results_dir: Path) -> RunResult:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
         error = f"torchrun exited with {proc.returncode}\n" + "\n".join(tail)
     result = RunResult(run.to_run(), error is None, None, sidecar, error, duration)
-    say(result.summary())
+    log(result.summary())
     return result
 
 
