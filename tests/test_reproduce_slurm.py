@@ -47,6 +47,8 @@ if first:
 if MODE == "raise":
     raise RuntimeError("fixture failure in the training cell")
 if MODE == "kill_job_once" and first:
+    with open(f"/proc/{os.getppid()}/fd/2", "w") as job_stderr:  # the job's log, as a dying job's last words
+        job_stderr.write("fixture: the job is about to be killed\\n")
     os.kill(os.getppid(), signal.SIGKILL)  # the kernel's parent: the job's process
     time.sleep(60)
 if MODE == "sleep_once" and first:
@@ -202,7 +204,8 @@ def test_jobs_complete_fail_block_and_a_rerun_skips_and_resumes(tmp_path, capsys
     killed = report.split(f"### FAILED: {ids[3]} (fake_train)")[1].split("```")[1].strip().splitlines()
     assert "ended without a result (state FINISHED: killed" in killed[0]
     log = Path(killed[0].split("; log: ")[1])
-    assert log.name.endswith("_0_log.err") and killed[1] in log.read_text()  # the tail of its stderr
+    assert log.name.endswith("_0_log.err") and "fixture: the job is about to be killed" in log.read_text()
+    assert "fixture: the job is about to be killed" in killed[1:]  # the tail of its stderr
     out = capsys.readouterr().out
     assert "stage 0: 3 run(s) as submitit-local jobs, at most 3 at a time" in out
 
