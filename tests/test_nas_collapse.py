@@ -305,6 +305,7 @@ def test_search_histories_labels_and_filters_runs(tmp_path):
     write("b", {"space": "hb", "init": "hb", "seed": 0, "C": 4}, [record(1, CONV), record(2, CONV)])
     write("c", {"space": "darts", "init": "random", "seed": 0, "C": 16}, [record(1, CONV)])
     (tmp_path / "d").mkdir()  # a folder without a log
+    write("e", {"space": "hb", "init": "hb", "seed": 1, "C": 4}, [])  # still in its first epoch
     runs = search_histories(tmp_path, like={"C": 4})
     assert list(runs) == ["space hb, init hb, seed 0", "space hb, init hb, seed 0 (b)"]
     assert [len(r) for r in runs.values()] == [2, 3]

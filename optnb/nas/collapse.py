@@ -144,12 +144,15 @@ def run_label(records: Sequence[dict[str, Any]], fallback: str = "run") -> str:
 def search_histories(runs_dir: str | Path, like: Mapping[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
     """``label -> records`` of every search log (``<run>/metrics.jsonl``) under ``runs_dir`` whose
     start record matches ``like`` (e.g. ``{"C": 16, "layers": 8}``: runs of one size), labelled
-    by space and initialisation (plus the run folder where two runs share a label)."""
+    by space and initialisation (plus the run folder where two runs share a label). A search with
+    no finished epoch yet (one running beside this one, still in its first epoch) is left out."""
     out: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(runs_dir).glob("*/metrics.jsonl")):
         records = read_jsonl(path)
         start = next((r for r in records if "space" in r and "init" in r), None)
         if start is None or any(start.get(k) != v for k, v in (like or {}).items()):
+            continue
+        if not any(r.get("kind") == "epoch" and "param_free" in r for r in records):
             continue
         label = run_label(records)
         out[label if label not in out else f"{label} ({path.parent.name})"] = records
