@@ -21,8 +21,12 @@ normalisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from torchvision.transforms.v2 import ColorJitter
 
 from optnb.data.errors import DataError
 
@@ -49,7 +53,7 @@ class ColorAugmentation:
     def jitters(self) -> bool:
         return any((self.brightness, self.contrast, self.saturation, self.hue))
 
-    def jitter(self):
+    def jitter(self) -> ColorJitter | None:
         """The worker-side transform (``torchvision.transforms.v2.ColorJitter``), or None."""
         if not self.jitters:
             return None
