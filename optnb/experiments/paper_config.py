@@ -491,6 +491,11 @@ def _loader_padding() -> int:
     return int(inspect.signature(GpuLoader).parameters["padding"].default)
 
 
+#: what a loader without colour augmentation records (the CIFAR device loaders)
+_NO_COLOR = {"color": "none", "color_jitter": dict.fromkeys(("brightness", "contrast", "saturation", "hue"), 0.0),
+             "lighting": 0.0}
+
+
 def _folder_augmentation(resolution: int, color: str) -> dict[str, Any]:
     """Crop, flip, colour jitter and lighting noise of the streamed ImageNet training loader, read
     off the transforms it builds."""
@@ -501,7 +506,7 @@ def _folder_augmentation(resolution: int, color: str) -> dict[str, Any]:
     transforms = {type(t).__name__: t for t in dataset.transform.transforms}
     names = list(transforms)
     crop = "random_resized_crop" if "RandomResizedCrop" in names else "+".join(names)
-    jitter = dict.fromkeys(("brightness", "contrast", "saturation", "hue"), 0.0)
+    jitter = dict(_NO_COLOR["color_jitter"])
     if "ColorJitter" in transforms:  # torchvision keeps the factor ranges: [1 - s, 1 + s], [-h, h]
         for name in jitter:
             bounds = getattr(transforms["ColorJitter"], name)
@@ -509,10 +514,6 @@ def _folder_augmentation(resolution: int, color: str) -> dict[str, Any]:
                 jitter[name] = (bounds[1] - bounds[0]) / 2
     return {"crop": crop, "flip": "RandomHorizontalFlip" in names, "color": color,
             "color_jitter": jitter, "lighting": dataset.color.lighting}
-
-
-_NO_COLOR = {"color": "none", "color_jitter": dict.fromkeys(("brightness", "contrast", "saturation", "hue"), 0.0),
-             "lighting": 0.0}
 
 
 def _default(builder: Any, name: str) -> Any:

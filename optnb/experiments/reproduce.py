@@ -156,12 +156,6 @@ def provenance_header(plan: Plan, argv: Sequence[str], run_devices: Sequence[str
     return "\n\n".join(lines)
 
 
-def _device_of(sidecar: dict) -> str:
-    gpu = (sidecar.get("versions") or {}).get("gpu")
-    device = str(sidecar["device"])
-    return f"{device} ({gpu})" if gpu and device.startswith("cuda") else device
-
-
 def runs_markdown(plan: Plan, outcomes: Sequence[RunResult]) -> str:
     by_id = {r.run.run_id: r for r in outcomes}
     body = []
@@ -194,7 +188,7 @@ def write_report(plan: Plan, outcomes: Sequence[RunResult], results_dir: Path,
     report = tables.build(results_dir, tables=names or None,
                           run_ids=[r.run_id for r in plan.runs])
     sidecars = [results.read_sidecar(run_dir(r.run_id, results_dir, create=False)) for r in plan.runs]
-    devices = [_device_of(sc) for sc in sidecars if sc.get("device")]
+    devices = [results.device_label(sc) for sc in sidecars if sc.get("device")]
     md = render.report_markdown(report, header=provenance_header(plan, argv, devices))
     md += "\n## Runs\n\n" + runs_markdown(plan, outcomes) + "\n"
     write_text(report_dir / "report.md", md)

@@ -98,6 +98,13 @@ def read_sidecars(results_dir: str | Path | None = None) -> dict[str, dict[str, 
     return found
 
 
+def device_label(sidecar: Mapping[str, Any]) -> str:
+    """The device a sidecar names, with the GPU's name on CUDA (``cuda:0 (NVIDIA H200)``)."""
+    device = str(sidecar.get("device", ""))
+    gpu = (sidecar.get("versions") or {}).get("gpu")
+    return f"{device} ({gpu})" if gpu and device.startswith("cuda") else device
+
+
 def is_complete(run_dir: str | os.PathLike) -> bool:
     return read_sidecar(run_dir).get("status") == "complete"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from optnb.experiments import sizes
-from optnb.experiments.results import read_sidecars
+from optnb.experiments.results import device_label, read_sidecars
 from optnb.experiments.targets import BEYOND_TABLES, Target, table_names, target_of
 from optnb.experiments.targets import table as report_table
 
@@ -167,8 +167,7 @@ def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]
         epochs = _result(results, ("epochs", "epochs_run", "search_epochs"))
         genotype = _result(results, ("genotype",))
         params = sc.get("parameters") or {}
-        device = str(sc.get("device", ""))
-        gpu = (sc.get("versions") or {}).get("gpu")
+        device = device_label(sc)
         world = _result(results, ("world_size",))
         if world and isinstance(world[1], int) and world[1] > 1:
             device = f"{device} x{world[1]} (torchrun)"
@@ -181,7 +180,7 @@ def measurements(sidecars: Mapping[str, Mapping[str, Any]]) -> list[Measurement]
                 profile=REHEARSAL if sc.get("rehearsal") else str(sc.get("profile", "")),
                 dataset=str(sc.get("dataset", "")),
                 dataset_real=bool(sc.get("dataset_real", False)),
-                device=f"{device} ({gpu})" if gpu and device.startswith("cuda") else device,
+                device=device,
                 seed=params.get("SEED"),
                 epochs=epochs[1] if epochs else None,
                 date=str(sc.get("finished") or sc.get("started") or "")[:10],
