@@ -13,10 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ddp_util import assert_no_ddp_left
 
 from optnb.nas.errors import NasError
 from optnb.nas.search import SearchConfig, build_model, rank_batch, search
-from optnb.train import LOG_NAME, read_jsonl
+from optnb.train import LOG_NAME, distributed, read_jsonl
 
 pytestmark = pytest.mark.distributed  # spawns processes; the torchrun test is also `slow`
 
@@ -52,7 +53,8 @@ def _worker(rank: int, world: int, root: str, init: str) -> None:
         runs["resumed"] = _search(f"{root}/resume")
         torch.save(runs, f"{root}/state.{rank}")
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown()
+    assert_no_ddp_left(rank)
 
 
 def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float) -> float:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ddp_util import assert_no_ddp_left
 from torch import nn
 
 pytestmark = pytest.mark.distributed  # spawns processes; the torchrun test is also `slow`
@@ -44,13 +45,16 @@ def _train(rank: int, world: int, batch: int, run_dir: str) -> dict[str, torch.T
 
 
 def _worker(rank: int, world: int, batch: int, run_dir: str, init: str, out_path: str) -> None:
+    from optnb.train import distributed
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         state = _train(rank, world, batch, run_dir)
         torch.save(state, f"{out_path}.{rank}")
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown()
+    assert_no_ddp_left(rank)
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):

@@ -9,6 +9,7 @@ BatchNorm, whose statistics are per rank unless ``sync_bn`` converts it to ``Syn
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -87,5 +88,14 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group, and free it.
+
+    ``destroy_process_group`` only drops the group registry's reference. A DDP wrapper that is
+    still alive, say in a reference cycle (a step holding its own bound method) that no collection
+    has freed yet, keeps the group and its gloo worker threads running. At interpreter exit such a
+    thread may still hold a finished collective with a Python object in it. Releasing that object
+    then needs the GIL, and the process aborts ("terminate called without an active exception").
+    Collecting first frees every such wrapper, so the group's threads are joined here."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
