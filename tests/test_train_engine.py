@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 from torch import nn
@@ -20,6 +23,7 @@ from optnb.train import (
     recipes,
 )
 from optnb.train.checkpoint import CheckpointError, load_checkpoint
+from optnb.train.steps import classifier_step
 
 
 class Tiny(nn.Module):
@@ -98,6 +102,27 @@ def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path):
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")  # weights_only=True inside
     assert state["epoch"] == 2 and state["data"]["epoch"] == 2
     assert state["optimizer"]["state"][0]["momentum_buffer"].abs().sum() > 0
+
+
+def test_a_finished_fit_frees_its_step_without_a_collection(tmp_path):
+    """The step (network wrapper, optimiser) goes with the last reference, not at the next cyclic
+    collection: under DDP a wrapper left for the collector keeps the process group's threads alive
+    (``distributed.shutdown``), and on a GPU it holds the optimiser state."""
+    built = []
+
+    def make_step(net, optimizer, amp):
+        step = classifier_step(net, optimizer, amp)
+        built.append(weakref.ref(step))
+        return step
+
+    train, test = _loaders()
+    gc.disable()
+    try:
+        fit(_model(), train, RECIPE, test=test, device="cpu", run_dir=tmp_path, make_step=make_step,
+            options=FitOptions(steps_per_epoch=2))
+        assert len(built) == 1 and built[0]() is None
+    finally:
+        gc.enable()
 
 
 def test_finished_checkpoint_is_only_evaluated_again(tmp_path):

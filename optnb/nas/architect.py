@@ -206,8 +206,7 @@ class Architect:
         self.model, self.arch_optimizer, self.weight_optimizer = model, arch_optimizer, weight_optimizer
         self.order, self.hvp, self.fast, self.fd_radius = order, hvp, fast, fd_radius
         self.autocast = autocast or contextlib.nullcontext
-        self._val_loss = self.val_loss
-        self._compiled = False
+        self._compiled_val_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def val_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``L_val(w, alpha)`` of a batch, the 1st-order objective."""
@@ -218,18 +217,17 @@ class Architect:
         """Compile the 1st-order architecture step's forward and loss. The 2nd-order step stays
         eager: its ``functional_call`` passes with perturbed weight copies are not one graph."""
         if self.order == 1 and compiling.compile_kwargs(spec) is not None:
-            self._val_loss = compiling.compile_function(self.val_loss, spec)
-            self._compiled = True
+            self._compiled_val_loss = compiling.compile_function(self.val_loss, spec)
 
     def hypergradient(self, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                       y_val: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(grads for model.arch_parameters(), L_val)``."""
         arch = self.model.arch_parameters()
-        if self.order == 1 and self._compiled:
+        if self.order == 1 and self._compiled_val_loss is not None:
             # a compiled backward computes the gradient of every input that requires one: freeze
             # the weights, so it computes the architecture gradients only (as ``fast`` does eagerly)
             with _frozen(self.model.weight_parameters()):
-                loss = self._val_loss(x_val, y_val)
+                loss = self._compiled_val_loss(x_val, y_val)
                 # a copy: under CUDA graphs the next replay (the weight step) overwrites graph outputs
                 return list(torch.autograd.grad(loss, arch)), loss.detach().clone()
         if self.order == 1:

@@ -55,13 +55,16 @@ class ClassifierStep:
     def __post_init__(self) -> None:
         self.device_type = next(self.net.parameters()).device.type
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self._forward_loss = self.forward_loss
+        # None until compiled; the step keeps no bound method of itself otherwise, so the network
+        # and optimiser state are freed as soon as the step is dropped, not at the next collection
+        self._compiled_forward_loss: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
         self._cuda_graphs = False
 
     def compile(self, spec: bool | str) -> None:
         """Compile :meth:`forward_loss` (forward and loss in one graph, its backward derived from
         it; ``optnb.train.compiling``); the optimiser update stays eager."""
-        self._forward_loss = compiling.compile_function(self.forward_loss, spec)
+        on = compiling.compile_kwargs(spec) is not None
+        self._compiled_forward_loss = compiling.compile_function(self.forward_loss, spec) if on else None
         self._cuda_graphs = compiling.uses_cuda_graphs(spec, torch.device(self.device_type))
 
     def start_epoch(self, epoch: int) -> dict[str, Any]:
@@ -89,7 +92,8 @@ class ClassifierStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         if self._cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        loss, logits = self._forward_loss(x, y, **self.inputs(x))
+        forward_loss = self._compiled_forward_loss or self.forward_loss
+        loss, logits = forward_loss(x, y, **self.inputs(x))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip:
