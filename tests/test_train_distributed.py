@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,33 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert sum('"kind": "start"' in line for line in lines) == 1
 
+
+class _SelfReferencing:
+    """Holds a network in a reference cycle, as a compiled step does (through its compiled
+    bound method): only a cyclic collection frees it."""
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net, self.forward = net, self.run
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_shutdown_frees_a_ddp_wrapper_left_in_a_cycle(tmp_path):
+    from optnb.train import distributed
+
+    gc.disable()  # no automatic collection may free the cycle before shutdown does
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        holder = _SelfReferencing(nn.parallel.DistributedDataParallel(_model()))
+        holder.forward(torch.zeros(2, 3, 4, 4)).sum().backward()
+        wrapper = weakref.ref(holder.net)
+        del holder
+        assert wrapper() is not None  # the cycle keeps it, and with it the group
+    finally:
+        distributed.shutdown()
+        gc.enable()
+    assert wrapper() is None and not dist.is_initialized()
 
 @pytest.mark.slow
 def test_torchrun_cli_two_processes(tmp_path):
