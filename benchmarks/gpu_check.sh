@@ -29,11 +29,17 @@
 #    DARTS_V2 evaluation network (C = 36, 20 cells, batch 96), bf16, interleaved: step times,
 #    speed-ups over today's eager channels_last step, compile time and the steps it takes to pay,
 #    peak memory, the HBNet/ResNet and AGDNet/DenseNet ratios (compile-latest.{json,md}).
+# 8. (run first) `optnb bench --suite rows`: the training step of every kind of run in the paper plan (each
+#    Table 1/2 model, each search space and order, the CIFAR and ImageNet evaluation networks) at
+#    the paper's configuration and batch: ms/step, counted FLOPs, the share of the peak (the cost
+#    model's utilisation, optnb/experiments/costs.py) and peak memory (rows-latest.{json,md}).
+# A short device session runs a subset: GPU_CHECK_STEPS="bench_rows:240 device_checks:200" runs
+# only those steps, each under `timeout` of its seconds (NAME alone: no limit), in the script's order.
 # A failed step does not stop the later ones (one device session yields every number); the exit
 # status is 1 when any step failed. Writes, under $OUT: environment.txt, summary.txt (exit status
 # and seconds of each step), device_checks.{xml,log}, bench-<stamp>.{json,md} and latest.{json,md}
 # (models), nas-latest.json, nas-order2-latest.json, nas-epoch-latest.json, nas-partial-latest.json,
-# memory-latest.json, compile-latest.{json,md} and one .log per step.
+# memory-latest.json, compile-latest.{json,md}, rows-latest.{json,md} and one .log per step.
 # Installs nothing: it uses $PYTHON, else .venv/bin/python, else python3, with the checkout on
 # PYTHONPATH (pytest must be installed there). Expected wall time on one H200: a few minutes
 # (about 5; most of it the timed epochs), plus the compile suite's 10 Inductor compilations (an
@@ -67,6 +73,7 @@ if [[ "$DRY_RUN" != 0 ]]; then
   MEMORY_ARGS=(--quick)
   # tiny models, traced without C++ code generation (Inductor's CPU compile would take minutes)
   COMPILE_ARGS=(--quick --models resnet8,hbnet8,darts_v2 --compile aot_eager)
+  ROWS_ARGS=(--batch 2 --steps 1 --only train:resnet56 --only search:darts:1 --only evaluate:cifar)
 else
   DEVICE=cuda
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
@@ -75,6 +82,7 @@ else
   EPOCH_ARGS=()
   MEMORY_ARGS=()
   COMPILE_ARGS=(--models resnet56,hbnet56,densenet40,agdnet40,darts_v2)
+  ROWS_ARGS=()
 fi
 
 {
@@ -101,19 +109,31 @@ if [[ ${PIPESTATUS[0]} -ne 0 ]]; then exit 2; fi
 
 status=0
 : > "$OUT/summary.txt"
-# step NAME COMMAND...: run it, log to $OUT/NAME.log, record exit status and seconds
+# step NAME COMMAND...: run it (if GPU_CHECK_STEPS selects it), log to $OUT/NAME.log, record
+# exit status and seconds
 step() {
-  local name=$1 t0 rc
+  local name=$1 t0 rc limit=() item
   shift
+  if [[ -n "${GPU_CHECK_STEPS:-}" ]]; then
+    local selected=0
+    for item in $GPU_CHECK_STEPS; do
+      if [[ "${item%%:*}" == "$name" ]]; then
+        selected=1
+        if [[ "$item" == *:* ]]; then limit=(timeout --signal=INT --kill-after=20 "${item#*:}"); fi
+      fi
+    done
+    if [[ $selected == 0 ]]; then return; fi
+  fi
   echo "== $name: $*"
   t0=$(date +%s)
-  "$@" 2>&1 | tee "$OUT/$name.log"
+  "${limit[@]}" "$@" 2>&1 | tee "$OUT/$name.log"
   rc=${PIPESTATUS[0]}
   printf '%-14s exit %-3s %5ss  %s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$*" \
     | tee -a "$OUT/summary.txt"
   if [[ $rc -ne 0 ]]; then status=1; fi
 }
 
+step bench_rows "$PYTHON" -m optnb bench --suite rows --device "$DEVICE" --out "$OUT" "${ROWS_ARGS[@]}"
 step device_checks "$PYTHON" -m pytest -m gpu tests/device -rA -p no:cacheprovider \
   --junitxml "$OUT/device_checks.xml" -o junit_family=xunit1
 step bench_models "$PYTHON" -m optnb bench --device "$DEVICE" --out "$OUT" "${MODELS_ARGS[@]}"

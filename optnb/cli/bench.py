@@ -11,11 +11,14 @@ supernet in each space: step time and peak memory, interleaved, full / partial r
 ``--suite compile`` sets eager against compiled training steps (``torch.compile``; channels_last;
 CUDA graphs on a GPU) of each model (``--models``, default resnet56, hbnet56, densenet40,
 agdnet40, the DARTS_V2 evaluation network and the search supernet): step times, speed-ups,
-compile time and the steps it takes to pay, peak memory, the pair ratios.
+compile time and the steps it takes to pay, peak memory, the pair ratios. ``--suite rows`` times
+the training step of every kind of run in the paper plan at the paper's configuration and gives
+the share of the device's peak it reaches: the cost model's utilisation
+(``optnb.experiments.utilisation``).
 
 Writes ``latest.json/.md`` (models), ``nas-latest.json`` (order 1), ``nas-order2-latest.json``,
 ``nas-epoch-latest.json``, ``nas-partial-latest.json``, ``memory-latest.json`` and
-``compile-latest.json/.md`` under ``--out``
+``compile-latest.json/.md`` and ``rows-latest.json/.md`` under ``--out``
 (default ``results/bench``).
 """
 
@@ -32,8 +35,9 @@ from optnb.paths import ensure_dir, results_dir
 
 NAME = "bench"
 HELP = ("benchmarks: model pairs and the engine (models), the NAS search step (nas), the "
-        "reversible HBNet's memory (memory) or eager against compiled steps (compile)")
-SUITES = ("models", "nas", "memory", "compile")
+        "reversible HBNet's memory (memory), eager against compiled steps (compile) or the paper "
+        "plan's steps and their share of the peak (rows)")
+SUITES = ("models", "nas", "memory", "compile", "rows")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,11 +63,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, metavar="A,B,...",
                    help="compile: the models (CIFAR nets, darts_v2, supernet; default: resnet56, "
                         "hbnet56, densenet40, agdnet40, darts_v2, supernet)")
-    p.add_argument("--batch", type=bounded("--batch", int, 1), default=None,
-                   help="compile: the batch of every model (default: 32 CIFAR nets, 16 darts_v2 "
-                        "on the CPU)")
+    p.add_argument("--batch", type=bounded("--batch", int, 2), default=None,
+                   help="compile, rows: the batch of every model (compile default: 32 CIFAR nets, "
+                        "16 darts_v2 on the CPU; rows default: the paper's)")
     p.add_argument("--steps", type=bounded("--steps", int, 1), default=None,
-                   help="compile: timed rounds (default: 15 on the CPU, 3 with --quick)")
+                   help="compile: timed rounds (default: 15 on the CPU, 3 with --quick); rows: "
+                        "timed steps per kind (default 20)")
+    p.add_argument("--only", action="append", default=None, metavar="KEY",
+                   help="rows: only this kind of step (repeatable; e.g. train:resnet56, "
+                        "search:darts:2, evaluate:cifar; default: every kind in the paper plan)")
     p.add_argument("--compile", default="on", metavar="SPEC",
                    help="compile: how the compiled variants compile (on, a torch.compile mode or "
                         "backend, e.g. aot_eager; default on)")
@@ -99,12 +107,32 @@ def run(args: argparse.Namespace) -> int:
     # checked before minutes of timing: one line if the folder cannot be written
     out = ensure_dir(Path(args.out) if args.out else results_dir() / "bench", what="bench output folder",
                      options="--out")
-    compile_only = [o for o, v in (("--models", args.models), ("--batch", args.batch),
-                                   ("--steps", args.steps), ("--compile", args.compile != "on"),
-                                   ("--warm-cache", args.warm_cache))
-                    if v]
+    compile_only = [o for o, v in (("--models", args.models), ("--compile", args.compile != "on"),
+                                   ("--warm-cache", args.warm_cache)) if v]
     if compile_only and args.suite != "compile":
         raise CliError(f"{', '.join(compile_only)}: use with --suite compile")
+    sized = [o for o, v in (("--batch", args.batch), ("--steps", args.steps)) if v]
+    if sized and args.suite not in ("compile", "rows"):
+        raise CliError(f"{', '.join(sized)}: use with --suite compile or --suite rows")
+    if args.only and args.suite != "rows":
+        raise CliError("--only: use with --suite rows")
+    if args.suite == "rows":
+        from optnb.experiments import utilisation
+
+        try:
+            report = utilisation.run(args.device, args.only or (), steps=args.steps or 20,
+                                     batch=args.batch, peak_tflops=args.peak_tflops, seed=args.seed)
+        except utilisation.UtilisationError as err:
+            raise CliError(str(err)) from None
+        for stem, text in (("rows-latest.json", json.dumps(report, indent=1) + "\n"),
+                           ("rows-latest.md", utilisation.to_markdown(report))):
+            write_text(out / stem, text)
+        print(utilisation.to_markdown(report))
+        print(f"wrote {out / 'rows-latest.json'} and {out / 'rows-latest.md'}")
+        bad = utilisation.failed(report)
+        for line in bad:
+            print(f"optnb: failed: {line}", file=sys.stderr)
+        return 1 if bad else 0
     if args.suite == "compile":
         from optnb.experiments import compile_bench
 

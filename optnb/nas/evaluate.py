@@ -174,6 +174,21 @@ class DropPathStep(ClassifierStep):
         return {"drop_masks": self.network.drop_masks(x.shape[0], x.device)}
 
 
+def eval_optimizer(model: nn.Module, cfg: EvalConfig) -> torch.optim.SGD:
+    """SGD with ``cfg``'s momentum and weight decay (fused: one pass over each weight)."""
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, fused=True)
+
+
+def drop_path_step(model: nn.Module, cfg: EvalConfig, net: nn.Module, optimizer: torch.optim.Optimizer,
+                   amp: bool) -> DropPathStep:
+    """The evaluation's step of ``cfg`` through ``net`` (``model`` or its wrapper): auxiliary
+    head weight, label smoothing, gradient clipping and the drop-path ramp of ``model``."""
+    return DropPathStep(net, optimizer, amp=amp, grad_clip=cfg.grad_clip,
+                        label_smoothing=cfg.label_smoothing, aux_weight=cfg.aux_weight,
+                        network=model, drop_path=cfg.drop_path, epochs=cfg.epochs)
+
+
 def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_loader: Any,
                    device: torch.device | str = "cpu", run_dir: str | Path | None = None,
                    resume: bool = True, callbacks: Sequence[Callback] = (),
@@ -196,13 +211,10 @@ def train_genotype(genotype: Genotype, cfg: EvalConfig, train_loader: Any, test_
         model = build_network(genotype, cfg, num_classes)
     model = model.to(device)
     model.drop_path_generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, fused=True)
+    optimizer = eval_optimizer(model, cfg)
 
     def make_step(net: nn.Module, opt: torch.optim.Optimizer, amp: bool) -> DropPathStep:
-        return DropPathStep(net, opt, amp=amp, grad_clip=cfg.grad_clip,
-                            label_smoothing=cfg.label_smoothing, aux_weight=cfg.aux_weight,
-                            network=model, drop_path=cfg.drop_path, epochs=cfg.epochs)
+        return drop_path_step(model, cfg, net, opt, amp)
 
     options = FitOptions(stop_after=cfg.epochs_limit or None, eval_every=cfg.eval_every,
                          amp=cfg.bf16, resume=resume, restart=not resume,

@@ -400,6 +400,27 @@ def arch_optimizer(model: SearchNetwork, cfg: SearchConfig) -> torch.optim.Adam:
                             weight_decay=cfg.arch_weight_decay)
 
 
+def make_architect(model: SearchNetwork, cfg: SearchConfig, device: torch.device) -> Architect:
+    """The architecture step of ``cfg`` on ``model`` (on ``device``): its optimisers
+    (:func:`weight_optimizer`, :func:`arch_optimizer`), order, Hessian-vector product and
+    precision (bf16 autocast with TF32 convolutions and matrix products on CUDA unless fp32)."""
+    if device.type == "cuda" and cfg.precision != "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Architect(model, arch_optimizer(model, cfg), weight_optimizer(model, cfg, device), cfg.order,
+                     cfg.hvp, fd_radius=cfg.fd_radius, autocast=autocast_factory(device, cfg.precision))
+
+
+def bilevel_step(model: SearchNetwork, architect: Architect, cfg: SearchConfig, net: nn.Module,
+                 optimizer: torch.optim.Optimizer, amp: bool, val: GpuLoader | None) -> BilevelStep:
+    """The search's step: ``architect``'s step on a ``val`` batch, then the weight step through
+    ``net`` (``model`` or its DDP wrapper) with the architecture detached."""
+    weights = ClassifierStep(net, optimizer, amp=amp, grad_clip=cfg.grad_clip,
+                             forward_kwargs={"detach_arch": True})
+    return BilevelStep(model, architect, weights, val, cfg.derive_rule, cfg.darts_compat,
+                       cfg.arch_warmup_epochs, cfg.max_skip, cfg.skip_hb_pair)
+
+
 def early_stop(cfg: SearchConfig) -> list[Callback]:
     """The DARTS+ rule as a ``fit`` callback when ``cfg.early_stop`` asks for it (warm-up epochs,
     whose alphas do not move, never count as stable)."""
@@ -444,20 +465,11 @@ def search(cfg: SearchConfig, images: torch.Tensor, labels: torch.Tensor,
         # DDP checks the reducer's parameters as f"{module}.{name}", i.e. ".alphas_normal" at the top
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             model, [*arch_names, *(f".{n}" for n in arch_names)])
-    w_opt = weight_optimizer(model, cfg, device)
-    a_opt = arch_optimizer(model, cfg)
-    autocast = autocast_factory(device, cfg.precision)
-    if device.type == "cuda" and cfg.precision != "fp32":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    architect = Architect(model, a_opt, w_opt, cfg.order, cfg.hvp, fd_radius=cfg.fd_radius,
-                          autocast=autocast)
+    architect = make_architect(model, cfg, device)
+    w_opt, a_opt = architect.weight_optimizer, architect.arch_optimizer
 
     def make_step(net: nn.Module, optimizer: torch.optim.Optimizer, amp: bool) -> BilevelStep:
-        weights = ClassifierStep(net, optimizer, amp=amp, grad_clip=cfg.grad_clip,
-                                 forward_kwargs={"detach_arch": True})
-        return BilevelStep(model, architect, weights, val_loader, cfg.derive_rule, cfg.darts_compat,
-                           cfg.arch_warmup_epochs, cfg.max_skip, cfg.skip_hb_pair)
+        return bilevel_step(model, architect, cfg, net, optimizer, amp, val_loader)
 
     options = FitOptions(steps_per_epoch=min(len(train_loader), len(val_loader)),
                          stop_after=cfg.epochs_limit or None, eval_every=cfg.val_every,
