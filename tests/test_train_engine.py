@@ -104,6 +104,23 @@ def test_resume_is_bitwise_equal_to_a_straight_run(tmp_path):
     assert state["optimizer"]["state"][0]["momentum_buffer"].abs().sum() > 0
 
 
+def test_the_loss_is_float64_for_a_float64_network_and_fp32_under_bf16_autocast():
+    """The cross-entropy sees bf16 logits upcast to fp32, and float64 ones as they are: a float64
+    network's loss and gradients stay float64 (the numerical checks compare in float64)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 0])
+    net = nn.Linear(6, 3).double()
+    step = classifier_step(net, torch.optim.SGD(net.parameters(), lr=0.0), amp=False)
+    loss, logits = step.forward_loss(x.double(), y)
+    assert loss.dtype == torch.float64 and logits.dtype == torch.float64
+    exact = -torch.log_softmax(logits, 1).gather(1, y[:, None]).mean()
+    assert abs(loss.item() - exact.item()) < 1e-15
+    net32 = nn.Linear(6, 3)
+    bf16 = classifier_step(net32, torch.optim.SGD(net32.parameters(), lr=0.0), amp=True)
+    loss, logits = bf16.forward_loss(x, y)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+
+
 def test_a_finished_fit_frees_its_step_without_a_collection(tmp_path):
     """The step (network wrapper, optimiser) goes with the last reference, not at the next cyclic
     collection: under DDP a wrapper left for the collector keeps the process group's threads alive

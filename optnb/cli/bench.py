@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None, metavar="A,B,...",
                    help="compile: the models (CIFAR nets, darts_v2, supernet; default: resnet56, "
                         "hbnet56, densenet40, agdnet40, darts_v2, supernet)")
-    p.add_argument("--batch", type=bounded("--batch", int, 2), default=None,
+    p.add_argument("--batch", type=bounded("--batch", int, 1), default=None,
                    help="compile, rows: the batch of every model (compile default: 32 CIFAR nets, "
                         "16 darts_v2 on the CPU; rows default: the paper's)")
     p.add_argument("--steps", type=bounded("--steps", int, 1), default=None,
@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--only: use with --suite rows")
     if args.suite == "rows":
         from optnb.experiments import utilisation
+
+        if args.batch is not None and args.batch < utilisation.MIN_BATCH:
+            raise CliError(f"--batch {args.batch}: --suite rows needs a batch of at least "
+                           f"{utilisation.MIN_BATCH} (the evaluation networks' BatchNorm)")
 
         try:
             report = utilisation.run(args.device, args.only or (), steps=args.steps or 20,

@@ -37,7 +37,7 @@ from optnb import data, models
 from optnb.experiments import costs, plans
 from optnb.experiments.plans import PlannedRun
 from optnb.experiments.rehearsal import TABLES
-from optnb.experiments.rehearsal_sizing import STAND_IN_CELL, key_of
+from optnb.experiments.rehearsal_sizing import MIN_BATCH, STAND_IN_CELL, key_of
 from optnb.experiments.targets import NB_CIFAR, NB_IMAGENET, NB_SEARCH, P_DATASET, P_MODEL
 from optnb.nas import genotypes, params
 from optnb.nas.evaluate import build_network, drop_path_step, eval_optimizer
@@ -46,6 +46,9 @@ from optnb.seed import resolve_device
 from optnb.train.engine import make_optimizer
 from optnb.train.experiment import plan_row
 from optnb.train.steps import ClassifierStep
+
+__all__ = ["MIN_BATCH", "Timed", "UtilisationError", "build", "describe", "failed", "measure",
+           "paper_runs", "run", "summary", "to_markdown"]
 
 
 class UtilisationError(ValueError):
@@ -147,8 +150,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(timed: Timed, device: torch.device, warmup: int, steps: int,
-            peak_tflops: float | None) -> dict[str, Any]:
+def measure(timed: Timed, device: torch.device, warmup: int, steps: int, peak_tflops: float | None,
+            clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Median step seconds of ``timed`` and the utilisation of ``peak_tflops`` they imply."""
     cuda = device.type == "cuda"
     for _ in range(warmup):
@@ -158,10 +161,10 @@ def measure(timed: Timed, device: torch.device, warmup: int, steps: int,
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         timed.step(*timed.batch)
         _sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     batch = len(timed.batch[1])
     flops = timed.flops_at_paper_batch * batch / timed.paper_batch
     median = statistics.median(times)
@@ -183,6 +186,9 @@ def run(device: str = "auto", only: Sequence[str] = (), warmup: int = 5, steps: 
         log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Measure every kind of step of the paper plan (``only``: these keys); a JSON-able report
     with a per-kind summary (median, min and max utilisation over that kind's steps)."""
+    if batch is not None and batch < MIN_BATCH:
+        raise UtilisationError(f"batch {batch} is too small; the evaluation networks' BatchNorm "
+                               f"needs at least {MIN_BATCH}")
     dev = resolve_device(device)
     runs = paper_runs(only)
     cuda = dev.type == "cuda"

@@ -83,9 +83,9 @@ class ClassifierStep:
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.net(x, **self.forward_kwargs, **inputs)
         logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(_at_least_fp32(logits), y, label_smoothing=self.label_smoothing)
         if aux is not None and self.aux_weight:
-            loss = loss + self.aux_weight * F.cross_entropy(aux.float(), y,
+            loss = loss + self.aux_weight * F.cross_entropy(_at_least_fp32(aux), y,
                                                             label_smoothing=self.label_smoothing)
         return loss, logits
 
@@ -100,6 +100,12 @@ class ClassifierStep:
             nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
         return StepOutput(loss.detach(), logits.detach())
+
+
+def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits (autocast) in fp32 for the loss; fp32 and float64 ones as they are (a
+    float64 network's loss and gradients stay float64, which the numerical checks rely on)."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 #: ``make_step(net, optimizer, amp) -> Step``: how a task turns the prepared network into its step
