@@ -28,7 +28,10 @@ Where each number comes from:
 * **Peak**: dense (no sparsity) bf16 tensor-core FLOP/s from the vendor datasheets
   (:data:`PEAK_BF16_TFLOPS`).
 * **Utilisation** (:data:`UTILISATION`): assumed per kind of run, never measured yet (no GPU run
-  is in benchmarks/RESULTS.md); replace them with the MFU ``optnb bench`` measures on a GPU.
+  is in benchmarks/RESULTS.md). ``optnb bench --suite rows`` (``optnb.experiments.utilisation``)
+  measures it: every kind of step of the paper plan at the paper's configuration, timed on the
+  device, its counted FLOPs over seconds x this peak; replace these with its per-kind medians
+  (``rows-latest.json``, ``kinds``) from a GPU run, saying which GPU and when.
 
 Searched cells do not exist before their search has run: the evaluation and transfer of a
 searched row are costed with DARTS's published cells (:data:`STAND_IN_CELL`: DARTS_V1 for
@@ -91,7 +94,8 @@ TRAIN_IMAGES: Mapping[str, int] = {"cifar10": 50_000, "cifar100": 50_000, "image
 #: kinds of run: a Table 1 (CIFAR) or Table 2 (ImageNet) row, a search, a CIFAR evaluation of a
 #: cell, the ImageNet transfer of a cell
 KINDS = ("cifar", "imagenet", "search", "evaluate", "transfer")
-#: the share of the peak a run of each kind is assumed to reach, and why (none measured yet)
+#: the share of the peak a run of each kind is assumed to reach, and why (none measured yet:
+#: ``optnb bench --suite rows`` on a GPU measures them)
 UTILISATION: Mapping[str, tuple[float, str]] = {
     "cifar": (0.02, "assumed: small CIFAR nets at batch 64 are launch-bound (hundreds of small "
                     "kernels per step); docs/performance.md's epoch targets imply 1-3 %"),
@@ -487,7 +491,8 @@ def basis(gpu: Gpu | str | None = None) -> str:
     device = gpu if isinstance(gpu, Gpu) else resolve_gpu(gpu)
     shares = ", ".join(f"{k} {100 * v[0]:g} %" for k, v in UTILISATION.items())
     return (f"one {device.name} at {device.peak_tflops:g} TFLOP/s dense bf16 peak x assumed "
-            f"utilisation ({shares}; none measured on a GPU yet); FLOPs per step from "
+            f"utilisation ({shares}; none measured on a GPU yet: optnb bench --suite rows); "
+            "FLOPs per step from "
             "torch.utils.flop_counter (conv + matmul, forward + backward, meta device); steps from "
             "the recipes and the real datasets' sizes; searched cells costed as DARTS_V1/V2 until searched; "
             "ImageNet runs may be loader-bound (not modelled)")
