@@ -68,7 +68,7 @@ def test_utilisation_is_counted_flops_over_median_seconds_times_peak():
     assert row["utilisation"] == pytest.approx(0.4 / 3.0, rel=1e-12)
     assert row["achieved_tflops"] == pytest.approx(0.4 / 0.3, rel=1e-12)
     assert row["images_per_s"] == pytest.approx(4 / 0.3, rel=1e-12)
-    seconds = iter([0.1])
+    seconds = iter([0.1])  # the fake step reads `seconds` when called: one more 0.1 s step
     without_peak = ut.measure(timed, CPU, warmup=0, steps=1, peak_tflops=None, clock=clock)
     assert "utilisation" not in without_peak
     assert ut.summary([row, {**row, "utilisation": 0.5}, {"key": "bad", "error": "x"}]) == {
