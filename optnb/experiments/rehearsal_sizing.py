@@ -74,17 +74,29 @@ def key_of(run: PlannedRun) -> str:
     raise ValueError(f"the rehearsal sizes Table 1/2/4/5 runs, not {run.notebook}")
 
 
-def _model_and_batch(run: PlannedRun) -> tuple[Any, int, int, int, int]:
-    """``(model on CPU, paper batch, image size, flops per step at the paper batch, optimiser
-    state copies)`` of ``run``'s kind, built with the functions the run itself uses."""
+@dataclass(frozen=True)
+class PaperStep:
+    """What one kind of run trains at the paper's configuration, resolved with the functions the
+    run itself uses: its ``config`` is the run's ``RowPlan`` (Table 1/2), ``SearchConfig``
+    (search) or ``EvalConfig`` (CIFAR evaluation, ImageNet transfer)."""
+
+    notebook: str
+    config: Any
+    paper_batch: int
+    image_size: int
+    num_classes: int
+    flops_per_step: int  # at the paper batch (``optnb.experiments.costs``)
+
+
+def paper_step(run: PlannedRun) -> PaperStep:
+    """The :class:`PaperStep` of ``run``'s kind (evaluations with :data:`STAND_IN_CELL`)."""
     from dataclasses import replace
 
     # deferred: heavy (torch, the networks, the plans) and only needed here
-    from optnb import data, models
+    from optnb import data
     from optnb.experiments import costs
-    from optnb.nas import genotypes, params
-    from optnb.nas.network import NetworkCIFAR, NetworkImageNet
-    from optnb.nas.search import SearchConfig, build_model
+    from optnb.nas import params
+    from optnb.nas.search import SearchConfig
     from optnb.train.experiment import plan_row
 
     p = run.parameters
@@ -93,25 +105,38 @@ def _model_and_batch(run: PlannedRun) -> tuple[Any, int, int, int, int]:
         row = plan_row(p[P_MODEL], dataset, bool(p.get("AUGMENT", True)), "paper")
         options = tuple(sorted((k, v) for k, v in row.model_options.items() if k != "dropout"))
         flops = costs.train_step_flops(row.trained_model, options, row.resolution, row.batch_size)
-        net = models.build(row.trained_model, num_classes=data.NUM_CLASSES[dataset], **row.model_options)
-        return net, row.batch_size, row.resolution, flops, 1
+        return PaperStep(run.notebook, row, row.batch_size, row.resolution, data.NUM_CLASSES[dataset], flops)
     if run.notebook == NB_SEARCH:
         sizes = params.SEARCH_SIZES["paper"]
         cfg = SearchConfig(space=p["SPACE"], init=p["INIT"], order=int(p["ORDER"]), C=sizes["C"],
                            layers=sizes["layers"], batch_size=sizes["batch_size"]).checked()
         flops = costs.search_step_flops(cfg.space, cfg.order, 1, cfg.C, cfg.layers, cfg.batch_size)
-        return build_model(cfg), cfg.batch_size, 32, flops, 1
+        return PaperStep(run.notebook, cfg, cfg.batch_size, 32, 10, flops)
     if p["TASK"] == "imagenet":
         cfg = replace(params.IMAGENET_RECIPE, **params.TRANSFER_SIZES["paper"])
-        side, cls, classes = params.TRANSFER_IMAGE_SIZE["paper"], NetworkImageNet, 1000
+        side, classes = params.TRANSFER_IMAGE_SIZE["paper"], 1000
     else:
         cfg = replace(params.EvalConfig(), **params.EVAL_SIZES["paper"])
-        side, cls, classes = 32, NetworkCIFAR, 10
+        side, classes = 32, 10
     flops = costs.eval_step_flops(STAND_IN_CELL, cfg.network, cfg.C, cfg.layers, cfg.batch_size, side,
                                   cfg.auxiliary, cfg.aux_weight)
-    net = cls(genotypes.get(STAND_IN_CELL), C=cfg.C, num_classes=classes, layers=cfg.layers,
-              auxiliary=cfg.auxiliary)
-    return net, cfg.batch_size, side, flops, 1
+    return PaperStep(run.notebook, cfg, cfg.batch_size, side, classes, flops)
+
+
+def paper_network(step: PaperStep) -> Any:
+    """The network of ``step``, built on the CPU as its run builds it."""
+    # deferred: heavy (torch, the networks, the plans) and only needed here
+    from optnb import models
+    from optnb.nas import genotypes
+    from optnb.nas.evaluate import build_network
+    from optnb.nas.search import build_model
+
+    if step.notebook in (NB_CIFAR, NB_IMAGENET):
+        row = step.config
+        return models.build(row.trained_model, num_classes=step.num_classes, **row.model_options)
+    if step.notebook == NB_SEARCH:
+        return build_model(step.config, step.num_classes)
+    return build_network(genotypes.get(STAND_IN_CELL), step.config, step.num_classes)
 
 
 def size(run: PlannedRun, step_gflops: float = DEFAULT_STEP_GFLOPS, budget_bytes: int | None = None,
@@ -125,9 +150,11 @@ def size(run: PlannedRun, step_gflops: float = DEFAULT_STEP_GFLOPS, budget_bytes
     from optnb.train import memory
 
     multiple = max(MIN_BATCH, multiple_of)
-    net, paper_batch, side, flops, copies = _model_and_batch(run)
+    step = paper_step(run)
+    paper_batch, side, flops = step.paper_batch, step.image_size, step.flops_per_step
     with torch.random.fork_rng(devices=[]):
-        measured = memory.bytes_per_sample(net, side, MEMORY_BATCHES, optimizer_copies=copies)
+        # SGD with momentum: one optimiser buffer per weight (the search's Adam holds the alphas only)
+        measured = memory.bytes_per_sample(paper_network(step), side, MEMORY_BATCHES, optimizer_copies=1)
     budget = memory.default_budget_bytes() if budget_bytes is None else budget_bytes
     reasons, batch = [], paper_batch
     try:

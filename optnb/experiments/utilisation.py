@@ -27,24 +27,21 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
 
-from optnb import data, models
 from optnb.experiments import costs, plans
 from optnb.experiments.plans import PlannedRun
 from optnb.experiments.rehearsal import TABLES
-from optnb.experiments.rehearsal_sizing import MIN_BATCH, STAND_IN_CELL, key_of
-from optnb.experiments.targets import NB_CIFAR, NB_IMAGENET, NB_SEARCH, P_DATASET, P_MODEL
-from optnb.nas import genotypes, params
-from optnb.nas.evaluate import build_network, drop_path_step, eval_optimizer
-from optnb.nas.search import SearchConfig, bilevel_step, build_model, make_architect
+from optnb.experiments.rehearsal_sizing import MIN_BATCH, key_of, paper_network, paper_step
+from optnb.experiments.targets import NB_CIFAR, NB_IMAGENET, NB_SEARCH
+from optnb.nas.evaluate import drop_path_step, eval_optimizer
+from optnb.nas.search import bilevel_step, make_architect
 from optnb.seed import resolve_device
 from optnb.train.engine import make_optimizer
-from optnb.train.experiment import plan_row
 from optnb.train.steps import ClassifierStep
 
 __all__ = ["MIN_BATCH", "Timed", "UtilisationError", "build", "describe", "failed", "measure",
@@ -91,58 +88,39 @@ def _images(batch: int, side: int, classes: int, device: torch.device, channels_
     return x, torch.randint(0, classes, (batch,), generator=gen).to(device)
 
 
+#: the cost model's kind of each notebook's step (evaluations: by network, below)
+_KINDS = {NB_CIFAR: "cifar", NB_IMAGENET: "imagenet", NB_SEARCH: "search"}
+
+
 def build(key: str, run: PlannedRun, device: torch.device, batch: int | None = None,
           seed: int = 0) -> Timed:
-    """The step of ``run``'s kind on ``device`` at the paper's configuration (``batch``: the
-    paper's unless given)."""
+    """The step of ``run``'s kind on ``device`` at the paper's configuration
+    (``rehearsal_sizing.paper_step``; ``batch``: the paper's unless given)."""
     cuda = device.type == "cuda"
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    p = run.parameters
-    if run.notebook in (NB_CIFAR, NB_IMAGENET):
-        dataset = p.get(P_DATASET, "cifar10")
-        row = plan_row(p[P_MODEL], dataset, bool(p.get("AUGMENT", True)), "paper")
-        classes = data.NUM_CLASSES[dataset]
-        net = models.build(row.trained_model, num_classes=classes, **row.model_options).to(device)
-        if cuda:
-            net = net.to(memory_format=torch.channels_last)
-        step = ClassifierStep(net, make_optimizer(net, row.recipe, device), amp=cuda)
-        options = tuple(sorted((k, v) for k, v in row.model_options.items() if k != "dropout"))
-        flops = costs.train_step_flops(row.trained_model, options, row.resolution, row.batch_size)
-        kind = "imagenet" if run.notebook == NB_IMAGENET else "cifar"
-        n, side = batch or row.batch_size, row.resolution
-        return Timed(key, kind, step, _images(n, side, classes, device, cuda, gen), row.batch_size,
-                     side, flops)
+    setup = paper_step(run)
+    cfg, n, side = setup.config, batch or setup.paper_batch, setup.image_size
+    net = paper_network(setup).to(device)
     if run.notebook == NB_SEARCH:
-        sizes = params.SEARCH_SIZES["paper"]
-        cfg = SearchConfig(space=p["SPACE"], init=p["INIT"], order=int(p["ORDER"]), C=sizes["C"],
-                           layers=sizes["layers"], batch_size=sizes["batch_size"]).checked()
-        model = build_model(cfg).to(device)
-        architect = make_architect(model, cfg, device)
+        architect = make_architect(net, cfg, device)
         amp = cuda if cfg.bf16 is None else cfg.bf16
-        bilevel = bilevel_step(model, architect, cfg, model, architect.weight_optimizer, amp, None)
-        flops = costs.search_step_flops(cfg.space, cfg.order, 1, cfg.C, cfg.layers, cfg.batch_size)
-        n = batch or cfg.batch_size
-        images = (*_images(n, 32, 10, device, False, gen), *_images(n, 32, 10, device, False, gen))
-        return Timed(key, "search", bilevel.update, images, cfg.batch_size, 32, flops)
-    if p["TASK"] == "imagenet":
-        cfg = replace(params.IMAGENET_RECIPE, **params.TRANSFER_SIZES["paper"])
-        side, classes, kind = params.TRANSFER_IMAGE_SIZE["paper"], 1000, "transfer"
-    else:
-        cfg = replace(params.EvalConfig(), **params.EVAL_SIZES["paper"])
-        side, classes, kind = 32, 10, "evaluate"
-    model = build_network(genotypes.get(STAND_IN_CELL), cfg, classes).to(device)
-    model.drop_path_generator = torch.Generator(device=device).manual_seed(seed)
+        bilevel = bilevel_step(net, architect, cfg, net, architect.weight_optimizer, amp, None)
+        images = (*_images(n, side, setup.num_classes, device, False, gen),
+                  *_images(n, side, setup.num_classes, device, False, gen))
+        return Timed(key, "search", bilevel.update, images, setup.paper_batch, side, setup.flops_per_step)
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    amp = cuda if cfg.bf16 is None else cfg.bf16
-    step = drop_path_step(model, cfg, model, eval_optimizer(model, cfg), amp)
-    step.start_epoch(cfg.epochs // 2)  # drop path halfway up its ramp
-    flops = costs.eval_step_flops(STAND_IN_CELL, cfg.network, cfg.C, cfg.layers, cfg.batch_size, side,
-                                  cfg.auxiliary, cfg.aux_weight)
-    n = batch or cfg.batch_size
-    return Timed(key, kind, step, _images(n, side, classes, device, cuda, gen), cfg.batch_size, side,
-                 flops)
+        net = net.to(memory_format=torch.channels_last)
+    if run.notebook in (NB_CIFAR, NB_IMAGENET):
+        step: ClassifierStep = ClassifierStep(net, make_optimizer(net, cfg.recipe, device), amp=cuda)
+        kind = _KINDS[run.notebook]
+    else:
+        net.drop_path_generator = torch.Generator(device=device).manual_seed(seed)
+        step = drop_path_step(net, cfg, net, eval_optimizer(net, cfg), cuda if cfg.bf16 is None else cfg.bf16)
+        step.start_epoch(cfg.epochs // 2)  # drop path halfway up its ramp
+        kind = "transfer" if cfg.network == "imagenet" else "evaluate"
+    return Timed(key, kind, step, _images(n, side, setup.num_classes, device, cuda, gen), setup.paper_batch,
+                 side, setup.flops_per_step)
 
 
 def _sync(device: torch.device) -> None:
